@@ -1,0 +1,10 @@
+"""Helpers for the Advanced Machine Learning workbook: the notebooks stay thin, the logic lives here.
+
+Modules: `setup` (profile, seeding, device, paths), `data` (loaders and downloads), `plotting`
+(style, `save_fig`), `results` (metrics file, checkpoints), `diffusion`, `gpt`, `evaluation`.
+"""
+from .plotting import save_fig
+from .results import record_metrics
+from .setup import profile, start
+
+__all__ = ["start", "profile", "save_fig", "record_metrics"]

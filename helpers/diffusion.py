@@ -1,0 +1,437 @@
+"""A variance-exploding diffusion model in 2-D: schedule, denoisers, training, sampling, likelihood.
+
+The course's formulation (Song et al. 2021, "Score-based generative modeling through SDEs"; Karras et al.
+2022, "Elucidating the design space"): scale S(t) = 1, noise level σ(t) = exp(5(t − 1)), so
+x_t = x_0 + σ(t)·ε with t ∈ [0, 1]. The denoiser D(x_t, t) predicts ε and is trained with ‖D − ε‖².
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+SIGMA_RATE = 5.0  # σ(t) = exp(SIGMA_RATE·(t − 1))
+DATA_VAR = 1.0 / 3.0  # per-coordinate variance of the uniform distribution on [-1, 1]
+
+
+# ------------------------------------------------------------------------------------------- schedule
+
+def sigma(t: torch.Tensor) -> torch.Tensor:
+    """Noise level σ(t) = e^{5(t−1)}: σ(0) = e^{-5} ≈ 0.0067, σ(1) = 1."""
+    return torch.exp(SIGMA_RATE * (torch.as_tensor(t) - 1.0))
+
+
+def sigma_dot(t: torch.Tensor) -> torch.Tensor:
+    """dσ/dt = 5·σ(t), analytic."""
+    return SIGMA_RATE * sigma(t)
+
+
+def t_of_sigma(s: torch.Tensor) -> torch.Tensor:
+    """Inverse of σ(t)."""
+    return 1.0 + torch.log(torch.as_tensor(s)) / SIGMA_RATE
+
+
+def snr(t: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio 1/σ(t)² (the signal scale is 1)."""
+    return sigma(t) ** -2
+
+
+def time_grid(steps: int, spacing: str = "uniform", rho: float = 7.0) -> torch.Tensor:
+    """`steps` + 1 decreasing times from 1 to 0.
+
+    ``uniform``: equal steps in t (geometric in σ, the course's choice). ``karras``: the σ spacing of
+    Karras et al. 2022, eq. 5, σ_i = (σ_max^{1/ρ} + i/N·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ.
+    """
+    steps = check_steps(steps)
+    if spacing == "uniform":
+        return torch.linspace(1.0, 0.0, steps + 1)
+    if spacing == "karras":
+        lo, hi = sigma(torch.tensor(0.0)) ** (1 / rho), sigma(torch.tensor(1.0)) ** (1 / rho)
+        ramp = torch.linspace(0, 1, steps + 1)
+        return t_of_sigma((hi + ramp * (lo - hi)) ** rho).clamp(0.0, 1.0)
+    raise ValueError(f"unknown spacing {spacing!r}; use 'uniform' or 'karras'")
+
+
+def add_noise(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Forward process x_t = x_0 + σ(t)·ε, one t per row."""
+    return x0 + sigma(t)[:, None] * eps
+
+
+def forward_trajectory(x0: torch.Tensor, ts: torch.Tensor, generator=None) -> torch.Tensor:
+    """One path of the forward process at increasing times `ts`: independent Gaussian increments of
+    variance σ(t_k)² − σ(t_{k−1})², so that every x_{t_k} has the marginal x_0 + σ(t_k)·ε. (len(ts), N, 2)."""
+    x0 = check_points(x0)
+    ts = torch.as_tensor(ts, dtype=torch.float32)
+    if (ts.diff() <= 0).any():
+        raise ValueError("ts must increase")
+    var = torch.cat([sigma(ts[:1]) ** 2, (sigma(ts) ** 2).diff()])                     # (K,)
+    steps = var.sqrt()[:, None, None] * torch.randn(len(ts), *x0.shape, generator=generator)
+    return x0 + steps.cumsum(0)
+
+
+# ------------------------------------------------------------------------------------ input checks
+
+def check_steps(steps: int) -> int:
+    if int(steps) != steps or steps <= 0:
+        raise ValueError(f"the number of steps T must be a positive integer, got {steps!r}")
+    return int(steps)
+
+
+def check_points(x: torch.Tensor, name: str = "points") -> torch.Tensor:
+    x = torch.as_tensor(x, dtype=torch.float32)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (N, 2), got {tuple(x.shape)}")
+    return x
+
+
+# ----------------------------------------------------------------------------------------- denoisers
+
+class Denoiser(nn.Module):
+    """A small MLP with LeakyReLU that predicts ε from (x_t, t) and, optionally, a class.
+
+    The input is preconditioned as in Karras et al. 2022 (c_in = 1/sqrt(σ² + σ_data²)) so that it has unit
+    variance at every noise level, plus `x_freq` Fourier features of it (Tancik et al. 2020), which let the
+    net draw the sharp edges of the square at small σ; t enters through log σ(t) and `n_freq` Fourier
+    features. A class goes
+    through ``nn.Embedding`` and is concatenated with the input, so the first fully connected layer mixes
+    them.
+    """
+
+    def __init__(self, hidden: int = 128, depth: int = 3, n_classes: int = 0, class_dim: int = 16,
+                 n_freq: int = 4, x_freq: int = 2):
+        super().__init__()
+        self.n_classes = n_classes
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(n_freq, dtype=torch.float32))
+        self.register_buffer("x_freqs", math.pi * 2.0 ** torch.arange(x_freq, dtype=torch.float32))
+        self.embed = nn.Embedding(n_classes, class_dim) if n_classes else None
+        width = 2 + 4 * x_freq + 1 + 2 * n_freq + (class_dim if n_classes else 0)
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
+            width = hidden
+        self.net = nn.Sequential(*layers, nn.Linear(width, 2))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
+        s = sigma(t)[:, None]                                               # (N, 1)
+        x_in = x / torch.sqrt(s ** 2 + DATA_VAR)                            # (N, 2), unit variance
+        phase = t[:, None] * self.freqs                                     # (N, F)
+        x_phase = (x_in[:, :, None] * self.x_freqs).flatten(1)               # (N, 2·Fx)
+        feats = [x_in, torch.sin(x_phase), torch.cos(x_phase), torch.log(s) / SIGMA_RATE,
+                 torch.sin(phase), torch.cos(phase)]
+        if self.n_classes:
+            if cls is None:
+                raise ValueError("this denoiser is conditional: pass the class of every point")
+            feats.append(self.embed(check_classes(cls, self.n_classes, len(x))))
+        return self.net(torch.cat(feats, dim=1))                            # (N, 2) predicted ε
+
+
+def check_classes(cls: torch.Tensor, n_classes: int, n: int) -> torch.Tensor:
+    cls = torch.as_tensor(cls, dtype=torch.long)
+    if cls.ndim == 0:
+        cls = cls.expand(n)
+    if cls.shape != (n,):
+        raise ValueError(f"classes must have shape ({n},), got {tuple(cls.shape)}")
+    if len(cls) and (cls.min() < 0 or cls.max() >= n_classes):
+        raise ValueError(f"class index out of range: got {cls.min().item()}..{cls.max().item()}, "
+                         f"the model has classes 0..{n_classes - 1}")
+    return cls
+
+
+class GaussianDenoiser(nn.Module):
+    """The exact ε-predictor for data N(μ, s²I): E[ε | x_t] = σ/(s² + σ²)·(x_t − μ). For tests."""
+
+    def __init__(self, mean, std: float):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.std = float(std)
+
+    def forward(self, x, t, cls=None):
+        s = sigma(t)[:, None]
+        return s / (self.std ** 2 + s ** 2) * (x - self.mean)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def denoising_loss(model: nn.Module, x0: torch.Tensor, cls=None, generator=None) -> torch.Tensor:
+    """‖D(x_t, t) − ε‖² averaged over points and coordinates, with one t ~ U(0, 1) per point."""
+    t = torch.rand(len(x0), generator=generator)
+    eps = torch.randn(x0.shape, generator=generator)
+    return F.mse_loss(model(add_noise(x0, t, eps), t, cls), eps)
+
+
+@torch.no_grad()
+def heldout_loss(model: nn.Module, x0: torch.Tensor, cls=None, repeats: int = 20, seed: int = 1234) -> float:
+    """The denoising loss on held-out points, averaged over `repeats` fresh (t, ε) draws per point."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = check_points(x0)
+    return float(np.mean([denoising_loss(model, x0, cls, g).item() for _ in range(repeats)]))
+
+
+def train(model: nn.Module, x0: torch.Tensor, epochs: int, cls=None, lr: float = 1e-3,
+          batch_size: int | None = None, seed: int = 0, cosine: bool = True, progress: bool = True) -> list[float]:
+    """Adam on the denoising loss; full batch unless `batch_size`. Returns the loss of every batch.
+
+    With `cosine` the learning rate decays from `lr` to 0 along a half cosine (Loshchilov & Hutter 2017);
+    the course keeps it constant, which leaves the weights noisier at the end (see the notebook).
+    """
+    x0 = check_points(x0)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n_batches = epochs * math.ceil(len(x0) / (batch_size or len(x0)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / n_batches)) if cosine else 1.0)
+    batch_size = batch_size or len(x0)
+    losses = []
+    model.train()
+    for _ in tqdm(range(epochs), desc="training", disable=not progress, mininterval=1.0):
+        order = torch.randperm(len(x0), generator=g)
+        for start in range(0, len(x0), batch_size):
+            idx = order[start:start + batch_size]
+            loss = denoising_loss(model, x0[idx], None if cls is None else cls[idx], g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def _truncated_normal(y: torch.Tensor, s: torch.Tensor, a: float):
+    """For x_0 ~ U[−a, a] and y = x_0 + s·ε (1-D): P(y)·(2a), E[x_0 | y] and Var(x_0 | y)/s².
+
+    x_0 | y is N(y, s²) truncated to [−a, a] (Johnson, Kotz & Balakrishnan, ch. 13).
+    """
+    lo, hi = (-a - y) / s, (a - y) / s
+    z = torch.special.ndtr(hi) - torch.special.ndtr(lo)
+    phi_lo, phi_hi = [torch.exp(-u ** 2 / 2) / math.sqrt(2 * math.pi) for u in (lo, hi)]
+    zs = z.clamp_min(1e-300)
+    mean = y + s * (phi_lo - phi_hi) / zs
+    var_ratio = 1 + (lo * phi_lo - hi * phi_hi) / zs - ((phi_lo - phi_hi) / zs) ** 2
+    return z, mean, var_ratio
+
+
+class UniformDenoiser(nn.Module):
+    """The Bayes-optimal ε-predictor for data uniform on [−a, a]²: E[ε | x_t] = (x_t − E[x_0 | x_t])/σ."""
+
+    n_classes = 0
+
+    def __init__(self, a: float = 1.0):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x, t, cls=None):
+        s = sigma(t)[:, None].to(torch.float64)
+        _, mean, _ = _truncated_normal(x.double(), s, self.a)
+        return ((x.double() - mean) / s).to(x.dtype)
+
+
+def bayes_floor_uniform(a: float = 1.0, n_t: int = 400, n_y: int = 4001) -> float:
+    """The lowest possible denoising loss E_t E‖ε − E[ε|x_t]‖²/d for data uniform on [−a, a]^d.
+
+    Coordinates are independent, so it is the 1-D minimum error E_y[Var(x_0|y)]/σ², integrated over y
+    (trapezoid) and over t ~ U(0, 1) (Gauss-Legendre).
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(n_t)
+    total = 0.0
+    for t, w in zip(0.5 * (nodes + 1), 0.5 * weights):
+        s = float(sigma(torch.tensor(t, dtype=torch.float64)))
+        y = torch.linspace(-a - 9 * s, a + 9 * s, n_y, dtype=torch.float64)
+        z, _, var_ratio = _truncated_normal(y, torch.tensor(s, dtype=torch.float64), a)
+        integrand = torch.where(z > 1e-12, z / (2 * a) * var_ratio, torch.zeros_like(z))  # p(y)·Var/σ²
+        total += w * float(torch.trapezoid(integrand, y))
+    return total
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+def prior_noise(n: int, std: float = 1.0, generator=None) -> torch.Tensor:
+    """Initial points z_1 ~ N(0, std²I). The course uses std = 1; at t = 1 the data's marginal has
+    variance σ(1)² + Var(x_0) per coordinate, so ``std = sqrt(1 + DATA_VAR)`` matches its moments."""
+    return std * torch.randn(n, 2, generator=generator)
+
+
+def sample(model: nn.Module, z: torch.Tensor, ts: torch.Tensor, cls=None, step: str = "ddim",
+           eta: float = 0.0, denoise_last: bool = False, generator=None,
+           callback: Callable[[dict], None] | None = None, requires_grad: bool = False) -> torch.Tensor:
+    """Integrate from ``ts[0]`` down to ``ts[-1]``, starting at `z`; stateless, one `callback` per step.
+
+    With x̂_0 = z − σ(t)·D(z, t), the score is (x̂_0 − z)/σ² = −D/σ and the probability-flow ODE is
+    dz = −σ̇·σ·score·dt = σ̇(t)·D·dt. ``step='euler'`` takes that Euler step in t (the course's
+    Algorithm 1); ``step='ddim'`` takes it in σ, z ← z + (σ(t') − σ(t))·D, which is DDIM for a VE process
+    (Song et al. 2021a, eq. 13) and exact when D is constant along the step. ``eta > 0`` adds noise
+    (ancestral sampling, as k-diffusion's ``sample_euler_ancestral``): ``eta = 1`` samples the exact
+    posterior q(z_s | z_t, x̂_0) of DDPM. ``denoise_last`` returns x̂_0 at the last time instead of z.
+    Gradients are off unless `requires_grad`.
+    """
+    z = check_points(z, "initial noise")
+    if step not in ("ddim", "euler"):
+        raise ValueError(f"unknown step {step!r}; use 'ddim' or 'euler'")
+    if eta < 0 or (eta > 0 and step == "euler"):
+        raise ValueError("eta must be >= 0, and noise (eta > 0) is only defined for step='ddim'")
+    ts = torch.as_tensor(ts, dtype=torch.float32)
+    if ts.ndim != 1 or len(ts) < 2:
+        raise ValueError("ts must hold at least two times, from the first to the last")
+    n = len(z)
+    with torch.set_grad_enabled(requires_grad):
+        for i in range(len(ts) - 1):
+            t, t_next = ts[i], ts[i + 1]
+            eps = model(z, t.expand(n), cls)                                 # (N, 2)
+            s, s_next = sigma(t), sigma(t_next)
+            if callback is not None:
+                callback({"i": i, "t": t, "sigma": s, "z": z, "x0_hat": z - s * eps})
+            if step == "euler":
+                z = z + sigma_dot(t) * (t_next - t) * eps
+            elif eta > 0:
+                s_up = torch.minimum(s_next, eta * torch.sqrt(s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2))
+                s_down = torch.sqrt(s_next ** 2 - s_up ** 2)
+                z = z + (s_down - s) * eps + s_up * torch.randn(z.shape, generator=generator)
+            else:
+                z = z + (s_next - s) * eps
+        if denoise_last:
+            z = z - sigma(ts[-1]) * model(z, ts[-1].expand(n), cls)
+    if callback is not None:
+        callback({"i": len(ts) - 1, "t": ts[-1], "sigma": sigma(ts[-1]), "z": z, "x0_hat": z})
+    return z
+
+
+def trajectory(model, z, ts, **kwargs) -> torch.Tensor:
+    """Every intermediate point of `sample`: shape (len(ts), N, 2)."""
+    steps = []
+    sample(model, z, ts, callback=lambda info: steps.append(info["z"].detach().clone()), **kwargs)
+    return torch.stack(steps)
+
+
+SAMPLERS = {
+    # the course's Algorithm 1: z_1 ~ N(0, I), Euler steps in t, equal steps in t
+    "course": dict(prior_std=1.0, step="euler", spacing="uniform", denoise_last=False),
+    # ours: z_1 with the data's marginal variance at t = 1, DDIM steps in σ, Karras spacing, final x̂_0
+    "ours": dict(prior_std=math.sqrt(1.0 + DATA_VAR), step="ddim", spacing="karras", denoise_last=True),
+}
+
+
+def matched_prior(x0: torch.Tensor, labels: torch.Tensor | None = None, cls: torch.Tensor | None = None):
+    """(mean, std) of the Gaussian with the first two moments of the marginal at t = 1, x_0 + σ(1)·ε, per
+    coordinate; with `labels` (the data's classes) and `cls` (the classes to sample), one row per sample."""
+    x0 = check_points(x0)
+    s1 = float(sigma(torch.tensor(1.0)))
+    if labels is None:
+        return x0.mean(0), torch.sqrt(s1 ** 2 + x0.var(0))
+    n_classes = int(labels.max()) + 1
+    mean = torch.stack([x0[labels == k].mean(0) for k in range(n_classes)])      # (K, 2)
+    std = torch.stack([torch.sqrt(s1 ** 2 + x0[labels == k].var(0)) for k in range(n_classes)])
+    cls = check_classes(cls, n_classes, len(cls))
+    return mean[cls], std[cls]
+
+
+def generate(model: nn.Module, n: int, steps: int, sampler: str = "ours", seed: int = 0, cls=None,
+             eta: float = 0.0, callback=None, prior=None) -> torch.Tensor:
+    """`n` samples with a named sampler of `SAMPLERS`, from noise drawn by a generator seeded with `seed`.
+
+    `prior` = (mean, std), broadcastable to (n, 2), replaces the sampler's N(0, prior_std²I); pass
+    `matched_prior(...)` for a conditional model, whose classes each have their own marginal at t = 1.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; use one of {list(SAMPLERS)}")
+    cfg = SAMPLERS[sampler]
+    g = torch.Generator().manual_seed(seed)
+    mean, std = prior if prior is not None else (0.0, cfg["prior_std"])
+    z = mean + std * prior_noise(n, 1.0, g)
+    return sample(model, z, time_grid(steps, cfg["spacing"]), cls=cls, step=cfg["step"], eta=eta,
+                  denoise_last=cfg["denoise_last"], generator=g, callback=callback)
+
+
+def square_quality(samples: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """Fraction of samples inside [−1, 1]² and energy distance to a fresh uniform draw of the same size."""
+    from .evaluation import energy_distance
+
+    samples = check_points(samples, "samples")
+    g = torch.Generator().manual_seed(10_000 + seed)
+    reference = torch.rand(samples.shape, generator=g) * 2 - 1
+    return {"frac_in_square": float((samples.abs() <= 1).all(1).float().mean()),
+            "energy_distance": energy_distance(samples, reference)}
+
+
+# ----------------------------------------------------------------------------------------- likelihood
+
+def elbo(model: nn.Module, x: torch.Tensor, steps: int, cls=None, n_samples: int = 1000,
+         prior_std: float = 1.0, seed: int = 0, batch: int = 4096) -> dict[str, torch.Tensor]:
+    """A Monte Carlo lower bound on log p(x) per point (Kingma et al. 2021, "Variational diffusion models").
+
+    Diffusion term, with dt = 1/T, t_i = i/T, s = t_i − dt and i uniform in 1..T (stratified):
+    L_T(x) = T/2 · E_{ε,i}[(SNR(s) − SNR(t_i))·‖x − x̂_0(z_t, t_i)‖²], computed in ε-space as
+    T/2 · E[(σ_t²/σ_s² − 1)·‖ε − D(z_t, t_i)‖²] (same value, no large SNRs).
+    −L_T is the course's estimate. It is a bound on log p(x) only with the two terms it leaves out:
+    log p(x) ≥ E[log N(x; z_0, σ(0)²I)] − KL(q(z_1|x) ‖ N(0, prior_std²I)) − L_T(x), both closed form.
+    Returns ``diffusion`` (L_T), ``prior``, ``reconstruction`` and ``elbo``, each of shape (N,).
+    """
+    x = check_points(x)
+    steps = check_steps(steps)
+    if n_samples <= 0:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    g = torch.Generator().manual_seed(seed)
+    n, d = x.shape
+    total = torch.zeros(n, dtype=torch.float64)
+    with torch.no_grad():
+        xs = x.repeat_interleave(n_samples, 0)                                   # (N·S, 2)
+        cs = None if cls is None else check_classes(cls, model.n_classes, n).repeat_interleave(n_samples)
+        owner = torch.arange(n).repeat_interleave(n_samples)
+        # low-discrepancy times (Kingma et al. 2021, app. I): the S draws of a point cover 1..T evenly
+        u = (torch.arange(n_samples) + torch.rand(n, 1, generator=g)) / n_samples            # (N, S)
+        steps_i = (u * steps).long().clamp(max=steps - 1).flatten() + 1                      # (N·S,)
+        for lo in range(0, len(xs), batch):
+            xb = xs[lo:lo + batch]
+            t = steps_i[lo:lo + batch] / steps
+            eps = torch.randn(xb.shape, generator=g)
+            err = (eps - model(add_noise(xb, t, eps), t, None if cs is None else cs[lo:lo + batch])).pow(2).sum(1)
+            weight = math.expm1(2 * SIGMA_RATE / steps)                          # σ_t²/σ_s² − 1, constant here
+            total.index_add_(0, owner[lo:lo + batch], (0.5 * steps * weight * err).double())
+    diffusion = total / n_samples
+    s0, s1 = float(sigma(torch.tensor(0.0))), float(sigma(torch.tensor(1.0)))
+    recon = torch.full((n,), -0.5 * d * (math.log(2 * math.pi * s0 ** 2) + 1), dtype=torch.float64)
+    prior = 0.5 * (d * (s1 ** 2 / prior_std ** 2 - 1 + 2 * math.log(prior_std / s1))
+                   + x.double().pow(2).sum(1) / prior_std ** 2)
+    return {"diffusion": diffusion, "prior": prior, "reconstruction": recon, "elbo": recon - prior - diffusion}
+
+
+# ------------------------------------------------------------------------------------------- regions
+
+REGION_NAMES = ("centre disk", "top right", "top left", "bottom left", "bottom right")
+
+
+def square_regions(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor:
+    """Class of each point: 0 inside the centre disk of `radius`, else 1..4 by quadrant (counter-clockwise)."""
+    x = check_points(x)
+    quadrant = torch.where(x[:, 0] >= 0, torch.where(x[:, 1] >= 0, 1, 4), torch.where(x[:, 1] >= 0, 2, 3))
+    return torch.where(x.norm(dim=1) < radius, 0, quadrant)
+
+
+# ----------------------------------------------------------------------------------------------- bonus
+
+def optimise_noise(model: nn.Module, target, ts: torch.Tensor, iters: int = 200, lr: float = 0.1,
+                   z_init: torch.Tensor | None = None, progress: bool = True, **sample_kwargs):
+    """Find an initial noise whose sample lands on `target`: Adam on ‖sample(z) − target‖², with gradients
+    through every sampler step. Returns (z, final point, losses)."""
+    target = check_points(torch.as_tensor(target, dtype=torch.float32).reshape(1, 2), "target")
+    z = (z_init if z_init is not None else torch.zeros(1, 2)).clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    losses = []
+    for _ in tqdm(range(iters), desc="optimising z_1", disable=not progress, mininterval=1.0):
+        out = sample(model, z, ts, requires_grad=True, **sample_kwargs)
+        loss = (out - target).pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    for p in model.parameters():
+        p.requires_grad_(True)
+    with torch.no_grad():
+        final = sample(model, z.detach(), ts, **sample_kwargs)
+    return z.detach(), final, losses

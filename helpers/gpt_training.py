@@ -1,0 +1,184 @@
+"""Training a `GPT` on one text: token split, batches, AdamW with warm-up and cosine decay, checkpoints."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import results
+from .gpt import GPT, GPTConfig
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1     # the cosine decays to lr·min_lr_ratio
+    warmup: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 20        # batches for the training-loss estimate (validation uses the whole split)
+    seed: int = 0
+    bf16: bool | None = None      # None: bf16 autocast where the device runs it fast
+
+
+def encode_text(text: str, encoding) -> torch.Tensor:
+    """The whole text as one long tensor of GPT-2 token ids."""
+    if not text or not text.strip():
+        raise ValueError("the text is empty: nothing to train on")
+    return torch.tensor(encoding.encode_ordinary(text), dtype=torch.long)
+
+
+def split_tokens(tokens: torch.Tensor, val_frac: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first (1 − val_frac) of the tokens for training, the last val_frac for validation: no window crosses."""
+    if not 0 < val_frac < 1:
+        raise ValueError(f"val_frac must lie in (0, 1), got {val_frac}")
+    cut = int(len(tokens) * (1 - val_frac))
+    return tokens[:cut], tokens[cut:]
+
+
+def get_batch(tokens: torch.Tensor, batch_size: int, block: int, generator=None):
+    """Random windows: example i is tokens[i:i+block], its target tokens[i+1:i+block+1]. (B, T) each."""
+    if len(tokens) < block + 1:
+        raise ValueError(f"{len(tokens)} tokens cannot fill one window of block size {block} (+1 target)")
+    starts = torch.randint(0, len(tokens) - block, (batch_size,), generator=generator)
+    offsets = torch.arange(block)
+    x = tokens[starts[:, None] + offsets]
+    y = tokens[starts[:, None] + offsets + 1]
+    return x, y
+
+
+def bf16_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds up matmuls here: CUDA with bf16, or a CPU with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then half-cosine decay to cfg.lr·min_lr_ratio at max_steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate(model: GPT, tokens: torch.Tensor, batches: int | None = None, batch_size: int = 32,
+             bf16: bool = False, seed: int = 1234) -> float:
+    """Mean next-token cross-entropy. With `batches`, on that many seeded random batches; without, on every
+    non-overlapping window of `tokens` (the exact loss of a split)."""
+    block = model.config.block_size
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    if batches is None:
+        n = (len(tokens) - 1) // block
+        xs = tokens[: n * block].view(n, block)
+        ys = tokens[1: n * block + 1].view(n, block)
+        pairs = [(xs[i:i + batch_size], ys[i:i + batch_size]) for i in range(0, n, batch_size)]
+    else:
+        g = torch.Generator().manual_seed(seed)
+        pairs = [get_batch(tokens, batch_size, block, g) for _ in range(batches)]
+    total, count = 0.0, 0
+    for x, y in pairs:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, loss = model(x.to(device), y.to(device))
+        total += loss.item() * y.numel()
+        count += y.numel()
+    model.train(was_training)
+    return total / count
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on biases and LayerNorm gains), as in nanoGPT."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg: TrainConfig,
+          checkpoint: str | Path | None = None, resume: bool = True, progress: bool = True) -> dict:
+    """Train `model`; every cfg.eval_every steps estimate the training loss and compute the validation loss.
+
+    The checkpoint (written atomically at every evaluation) holds the model config, the latest state (to
+    resume after an interruption) and the best-validation weights; at the end the model holds the best weights.
+    Returns the history: steps, train and validation losses, best step and loss, tokens/s.
+    """
+    device = next(model.parameters()).device
+    bf16 = bf16_fast(device) if cfg.bf16 is None else cfg.bf16
+    opt = make_optimizer(model, cfg)
+    g = torch.Generator().manual_seed(cfg.seed)
+    history = {"step": [], "train_loss": [], "val_loss": [], "best_step": None, "best_val_loss": math.inf,
+               "bf16": bf16, "seconds": 0.0}
+    best_state, step = None, 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint and resume and checkpoint.exists():
+        state = results.load_checkpoint(checkpoint, map_location=device)
+        if state["config"] != asdict(model.config) or state["train_config"] != asdict(cfg):
+            raise ValueError(f"{checkpoint} was written for another configuration; delete it or pass resume=False")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])  # dropout draws from the global generator
+        history, best_state, step = state["history"], state["best_model"], state["step"]
+
+    model.train()
+    start = time.perf_counter() - history["seconds"]
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="training", disable=not progress, mininterval=1.0)
+    while step < cfg.max_steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        x, y = get_batch(train_tokens, cfg.batch_size, model.config.block_size, g)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, loss = model(x.to(device), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            history["seconds"] = time.perf_counter() - start
+            train_loss = evaluate(model, train_tokens, cfg.eval_batches, cfg.batch_size, bf16)
+            val_loss = evaluate(model, val_tokens, None, cfg.batch_size, bf16)
+            history["step"].append(step)
+            history["train_loss"].append(train_loss)
+            history["val_loss"].append(val_loss)
+            if val_loss < history["best_val_loss"]:
+                history["best_val_loss"], history["best_step"] = val_loss, step
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+            if checkpoint:
+                results.save_checkpoint(checkpoint, config=asdict(model.config), train_config=asdict(cfg),
+                                        model=model.state_dict(), best_model=best_state, optimizer=opt.state_dict(),
+                                        generator=g.get_state(), torch_rng=torch.get_rng_state(), history=history,
+                                        step=step)
+    bar.close()
+    history["seconds"] = time.perf_counter() - start
+    history["tokens_per_second"] = (cfg.max_steps * cfg.batch_size * model.config.block_size) / history["seconds"]
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+def load_model(checkpoint: str | Path, best: bool = True) -> GPT:
+    """A model rebuilt from a checkpoint's config, with its best (or latest) weights."""
+    state = results.load_checkpoint(checkpoint)
+    model = GPT(GPTConfig(**state["config"]))
+    model.load_state_dict(state["best_model"] if best and state["best_model"] is not None else state["model"])
+    return model.eval()

@@ -1,0 +1,56 @@
+"""The README's results table, written from ``figures/metrics.json`` so the two can never disagree.
+
+Run ``python -m helpers.readme`` (``make figures`` does) to rewrite the block between the markers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import results, setup
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def results_table(metrics: dict) -> str:
+    """A markdown table per notebook: one row per recorded metric."""
+    lines = []
+    for notebook, values in sorted(metrics.items()):
+        lines += [f"**{notebook}** (profile `{values.get('profile')}`, {values.get('date')})", "",
+                  "| metric | value |", "|---|---|"]
+        lines += [f"| `{k}` | {_fmt(v)} |" for k, v in values.items() if k not in ("profile", "date")]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_block(readme_text: str) -> str:
+    if START not in readme_text or END not in readme_text:
+        raise ValueError(f"README has no results block: add {START} and {END}")
+    return readme_text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def update_readme(readme: Path | None = None, metrics_file: Path | None = None) -> str:
+    readme = readme or setup.repo_root() / "README.md"
+    metrics = results.load_metrics(metrics_file or setup.figures_dir() / "metrics.json")
+    text = readme.read_text()
+    readme_block(text)  # fails clearly when the markers are missing
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    new = f"{head}{START}\n{results_table(metrics)}{END}{tail}"
+    results.atomic_write(readme, lambda tmp: tmp.write_text(new))
+    return new
+
+
+if __name__ == "__main__":
+    update_readme()
+    print(json.dumps({"updated": str(setup.repo_root() / "README.md")}))

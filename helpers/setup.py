@@ -1,0 +1,133 @@
+"""Profile, seeding, device and paths: everything a notebook's first cell needs.
+
+The profile is read once from ``AML_PROFILE`` (``smoke`` | ``default`` | ``full``) and decides the size
+of every experiment. Each notebook calls :func:`start` once; it seeds every generator, picks the device,
+sets the plot style and prints the settings it will use.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "default", "full")
+
+# Every size that differs between profiles, per notebook. `smoke` proves that each cell runs (CI),
+# `default` gives real results on a 2-core CPU, `full` uses the assignment's own settings (GPU).
+SETTINGS: dict[str, dict[str, dict]] = {
+    "01_diffusion": {
+        "smoke": dict(n_train=300, n_heldout=200, epochs=60, hidden=64, cond_epochs=60, n_samples=300,
+                      sample_steps=50, steps_sweep=[5, 20, 50], elbo_samples=200, elbo_steps=50,
+                      bonus_steps=3, bonus_sample_steps=10),
+        "default": dict(n_train=2000, n_heldout=2000, epochs=3000, hidden=128, cond_epochs=3000,
+                        n_samples=1000, sample_steps=1000, steps_sweep=[5, 10, 20, 50, 100, 1000],
+                        elbo_samples=4000, elbo_steps=1000, bonus_steps=200, bonus_sample_steps=50),
+        "full": dict(n_train=3000, n_heldout=3000, epochs=10000, hidden=256, cond_epochs=10000,
+                     n_samples=1000, sample_steps=1000, steps_sweep=[5, 10, 20, 50, 100, 1000],
+                     elbo_samples=20000, elbo_steps=1000, bonus_steps=500, bonus_sample_steps=100),
+    },
+    "02_gpt_alice": {
+        "smoke": dict(model="tiny", max_steps=30, batch_size=8, eval_every=10, eval_batches=2, warmup=5,
+                      lr=3e-3, inversion_steps=30, text_chars=20000),
+        "default": dict(model="cpu", max_steps=600, batch_size=16, eval_every=50, eval_batches=4,
+                        warmup=50, lr=1e-3, inversion_steps=300, text_chars=None),
+        "full": dict(model="gpt2", max_steps=3000, batch_size=32, eval_every=100, eval_batches=20,
+                     warmup=200, lr=3e-4, inversion_steps=1000, text_chars=None),
+    },
+}
+
+
+@functools.cache
+def profile() -> str:
+    """The active profile, read once from ``AML_PROFILE`` (default ``default``)."""
+    name = os.environ.get("AML_PROFILE", "default").strip() or "default"
+    if name not in PROFILES:
+        raise ValueError(f"AML_PROFILE={name!r} is not a profile; use one of {', '.join(PROFILES)}")
+    return name
+
+
+def settings(notebook: str, name: str | None = None) -> SimpleNamespace:
+    """The sizes for `notebook` in profile `name` (the active one by default)."""
+    if notebook not in SETTINGS:
+        raise ValueError(f"unknown notebook {notebook!r}; known: {', '.join(SETTINGS)}")
+    return SimpleNamespace(**SETTINGS[notebook][name or profile()])
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+def repo_root() -> Path:
+    """The repository root, found from this package (never from the working directory)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """``AML_DATA_DIR`` (relative paths are taken from the repository root), default ``data/``."""
+    path = Path(os.environ.get("AML_DATA_DIR", "data")).expanduser()
+    return path if path.is_absolute() else repo_root() / path
+
+
+def figures_dir() -> Path:
+    return repo_root() / "figures"
+
+
+def weights_dir() -> Path:
+    """Committed trained weights the notebooks load (always inside the repository)."""
+    return repo_root() / "data" / "weights"
+
+
+# ------------------------------------------------------------------------------------ seeding, device
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's `random`, numpy's global generator and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    """cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Run:
+    """What `start` decided for one notebook: its name, profile, device, seed and settings."""
+    notebook: str
+    profile: str
+    device: torch.device
+    seed: int
+    cfg: SimpleNamespace = field(repr=False)
+
+
+_current: Run | None = None
+
+
+def current_run() -> Run | None:
+    """The run started by the last call to `start` in this process (None before it)."""
+    return _current
+
+
+def start(notebook: str, seed: int = 0, verbose: bool = True) -> Run:
+    """Set up a notebook in one call: profile, seeds, device, plot style; prints what it chose."""
+    from .plotting import set_style
+
+    global _current
+    run = Run(notebook, profile(), pick_device(), seed, settings(notebook))
+    seed_everything(seed)
+    set_style()
+    _current = run
+    if verbose:
+        print(f"notebook {notebook} | profile {run.profile} | device {run.device} | seed {seed}")
+        for key, value in vars(run.cfg).items():
+            print(f"  {key:>20} = {value}")
+    return run

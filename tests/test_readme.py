@@ -1,0 +1,27 @@
+import json
+
+import pytest
+
+from helpers import readme, setup
+
+
+def test_readme_table_matches_metrics_file():
+    metrics = json.loads((setup.figures_dir() / "metrics.json").read_text())
+    block = readme.readme_block((setup.repo_root() / "README.md").read_text())
+    assert block == readme.results_table(metrics), "run `python -m helpers.readme` (make figures does)"
+
+
+def test_update_readme_rewrites_only_the_block(tmp_path):
+    page = tmp_path / "README.md"
+    page.write_text(f"intro\n{readme.START}\nstale\n{readme.END}\noutro\n")
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"nb": {"profile": "default", "date": "2026-01-01", "auc": 0.987654321,
+                                          "point": [4.0, 5.5], "steps": None}}))
+    readme.update_readme(page, metrics)
+    text = page.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "stale" not in text
+    assert "| `auc` | 0.9877 |" in text and "| `point` | [4, 5.5] |" in text and "| `steps` | — |" in text
+    assert readme.readme_block(text) == readme.results_table(json.loads(metrics.read_text()))
+    page.write_text("no markers")
+    with pytest.raises(ValueError, match="results block"):
+        readme.update_readme(page, metrics)

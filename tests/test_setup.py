@@ -1,0 +1,108 @@
+import json
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+import helpers
+from helpers import results, setup
+
+
+def test_profile_default_and_unknown(profile, monkeypatch):
+    monkeypatch.delenv("AML_PROFILE", raising=False)
+    setup.profile.cache_clear()
+    assert setup.profile() == "default"
+    profile("fulll")
+    with pytest.raises(ValueError, match="smoke, default, full"):
+        setup.profile()
+
+
+def test_every_notebook_has_every_profile():
+    for notebook, by_profile in setup.SETTINGS.items():
+        assert set(by_profile) == set(setup.PROFILES), notebook
+        keys = {name: set(values) for name, values in by_profile.items()}
+        assert keys["smoke"] == keys["default"] == keys["full"], notebook
+
+
+def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("AML_DATA_DIR", raising=False)
+    before = setup.data_dir(), setup.figures_dir()
+    monkeypatch.chdir(tmp_path)
+    assert (setup.data_dir(), setup.figures_dir()) == before
+    assert (setup.repo_root() / "helpers" / "setup.py").exists()
+    monkeypatch.setenv("AML_DATA_DIR", "elsewhere")
+    assert setup.data_dir() == setup.repo_root() / "elsewhere"
+
+
+def test_start_seeds_everything(profile):
+    profile("smoke")
+    out = []
+    for _ in range(2):
+        run = helpers.start("01_diffusion", seed=7, verbose=False)
+        out.append((np.random.rand(), torch.rand(1).item(), __import__("random").random()))
+    assert out[0] == out[1]
+    assert run.profile == "smoke" and run.device.type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown notebook"):
+        helpers.start("99_nothing")
+
+
+def test_smoke_figures_never_touch_readme_figures(profile):
+    profile("smoke")
+    helpers.start("01_diffusion", verbose=False)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    path = helpers.save_fig("unit_test_figure")
+    plt.close(fig)
+    assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
+    assert setup.figures_dir() not in path.parents
+    assert not list(path.parent.glob("*.part"))
+    with pytest.raises(ValueError, match="plain file name"):
+        helpers.save_fig("../escape")
+
+
+def test_default_figures_go_to_figures_dir(profile, monkeypatch, tmp_path):
+    profile("default")
+    monkeypatch.setattr(setup, "figures_dir", lambda: tmp_path / "figures")
+    helpers.start("01_diffusion", verbose=False)
+    fig = plt.figure()
+    path = helpers.save_fig("x")
+    plt.close(fig)
+    assert path == tmp_path / "figures" / "01_diffusion" / "x.png" and path.exists()
+
+
+def test_metrics_merge_by_notebook(tmp_path, profile):
+    profile("default")
+    path = tmp_path / "metrics.json"
+    results.record_metrics("a", path=path, loss=torch.tensor(0.5), steps=np.int64(3))
+    results.record_metrics("b", path=path, auc=0.9)
+    results.record_metrics("a", path=path, acc=[np.float32(0.25)])
+    data = json.loads(path.read_text())
+    assert data["a"]["loss"] == 0.5 and data["a"]["steps"] == 3 and data["a"]["acc"] == [0.25]
+    assert data["b"]["auc"] == 0.9 and data["a"]["profile"] == "default" and "date" in data["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        results.atomic_write(path, boom)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    results.save_checkpoint(tmp_path / "c.pt", model=model.state_dict(), config={"a": 1}, step=5)
+    state = results.load_checkpoint(tmp_path / "c.pt")
+    assert state["step"] == 5 and state["config"] == {"a": 1}
+    assert torch.equal(state["model"]["weight"], model.weight.detach())
+    with pytest.raises(FileNotFoundError):
+        results.load_checkpoint(tmp_path / "missing.pt")
