@@ -15,3 +15,76 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
         raise ValueError(f"energy_distance needs two non-empty (N, d) sets of one dimension, got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
     return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
+
+
+# ------------------------------------------------------------------------------------ representations
+
+def _check_sets(query: torch.Tensor, reference: torch.Tensor, k: int | None = None) -> None:
+    if query.ndim != 2 or reference.ndim != 2:
+        raise ValueError(f"features must be (N, d) matrices, got {tuple(query.shape)} and {tuple(reference.shape)}")
+    if not len(query) or not len(reference):
+        raise ValueError("the query and reference sets must not be empty")
+    if query.shape[1] != reference.shape[1]:
+        raise ValueError(f"feature dimensions differ: query {query.shape[1]}, reference {reference.shape[1]}")
+    if k is not None and not 1 <= k <= len(reference):
+        raise ValueError(f"k must lie in 1..{len(reference)} (the reference set's size), got {k}")
+
+
+def knn(query: torch.Tensor, reference: torch.Tensor, k: int, chunk: int = 1024, largest: bool = False,
+        exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest (or, with `largest`, farthest) reference points of every query, by ℓ2 distance.
+
+    Queries are processed `chunk` at a time, so memory stays at chunk × len(reference) distances instead of the
+    full matrix. With `exclude_self` (query set = reference set, same order) a point is never its own neighbour.
+    Returns distances and indices, each (len(query), k).
+    """
+    _check_sets(query, reference, k + int(exclude_self))
+    dists, idxs = [], []
+    for start in range(0, len(query), chunk):
+        d = torch.cdist(query[start:start + chunk].float(), reference.float())     # (chunk, M)
+        if exclude_self:
+            rows = torch.arange(len(d))
+            d[rows, rows + start] = float("-inf") if largest else float("inf")
+        v, i = d.topk(k, dim=1, largest=largest)
+        dists.append(v)
+        idxs.append(i)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def knn_score(query: torch.Tensor, reference: torch.Tensor, k: int = 2, chunk: int = 1024) -> torch.Tensor:
+    """Inverse-density anomaly score: the mean ℓ2 distance to the k nearest reference points. (len(query),)."""
+    return knn(query, reference, k, chunk)[0].mean(dim=1)
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 epochs: int = 100, lr: float = 1e-2, weight_decay: float = 1e-4, batch_size: int = 1024,
+                 seed: int = 0) -> dict:
+    """Linear-probe accuracy: one `nn.Linear` trained on the **train** features only, scored on the test features.
+
+    Features are standardised with the training set's mean and standard deviation; Adam on the cross-entropy,
+    `epochs` passes over shuffled mini-batches. Returns test and train accuracy and the probe.
+    """
+    _check_sets(test_x, train_x)
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise ValueError("features and labels must have the same length")
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    n_classes = int(train_y.max()) + 1
+    g = torch.Generator().manual_seed(seed)
+    probe = torch.nn.Linear(train_x.shape[1], n_classes)
+    with torch.no_grad():
+        probe.weight.normal_(0, 0.01, generator=g)
+        probe.bias.zero_()
+    opt = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    xs = (train_x.float() - mean) / std
+    for _ in range(epochs):
+        order = torch.randperm(len(xs), generator=g)
+        for start in range(0, len(xs), batch_size):
+            idx = order[start:start + batch_size]
+            loss = torch.nn.functional.cross_entropy(probe(xs[idx]), train_y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        train_acc = (probe(xs).argmax(1) == train_y).float().mean().item()
+        test_acc = (probe((test_x.float() - mean) / std).argmax(1) == test_y).float().mean().item()
+    return {"test_acc": test_acc, "train_acc": train_acc, "probe": probe}

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from helpers import evaluation as E
+
+
+def test_energy_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    assert E.energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert E.energy_distance(x, x + 1.0) > E.energy_distance(x, x + 0.1) > 0
+    with pytest.raises(ValueError, match="non-empty"):
+        E.energy_distance(x, torch.zeros(0, 2))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_chunked_knn_equals_brute_force(chunk):
+    g = torch.Generator().manual_seed(chunk)
+    q, r = torch.randn(50, 5, generator=g), torch.randn(80, 5, generator=g)
+    full = torch.cdist(q, r)
+    expected = full.sort(dim=1).values[:, :3].mean(1)
+    assert torch.allclose(E.knn_score(q, r, k=3, chunk=chunk), expected, atol=1e-5)
+    far = E.knn(q, r, 2, chunk=chunk, largest=True)[1]
+    assert torch.equal(far, full.topk(2, dim=1).indices)
+
+
+def test_knn_is_order_invariant_and_finds_exact_matches():
+    g = torch.Generator().manual_seed(1)
+    r = torch.randn(100, 4, generator=g)
+    q = torch.cat([r[:5], torch.randn(5, 4, generator=g)])
+    perm = torch.randperm(100, generator=g)
+    assert torch.allclose(E.knn_score(q, r, 2), E.knn_score(q, r[perm], 2))
+    d, i = E.knn(q, r, 1)
+    assert torch.all(d[:5, 0] == 0) and torch.equal(i[:5, 0], torch.arange(5))
+    d, i = E.knn(r, r, 3, exclude_self=True, chunk=16)
+    assert not (i == torch.arange(100)[:, None]).any()
+
+
+def test_knn_bad_input():
+    r = torch.randn(10, 3)
+    with pytest.raises(ValueError, match="k must lie"):
+        E.knn_score(r, r, k=0)
+    with pytest.raises(ValueError, match="k must lie"):
+        E.knn_score(r, r, k=11)
+    with pytest.raises(ValueError, match="dimensions differ"):
+        E.knn_score(torch.randn(2, 4), r)
+    with pytest.raises(ValueError, match="empty"):
+        E.knn_score(torch.zeros(0, 3), r)
+
+
+def blobs(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    centres = torch.tensor([[3.0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 3.0, 0]])
+    return centres[y] + torch.randn(n, 4, generator=g), y
+
+
+def test_linear_probe_learns_separable_classes():
+    (xtr, ytr), (xte, yte) = blobs(600, 0), blobs(300, 1)
+    out = E.linear_probe(xtr, ytr, xte, yte, epochs=30)
+    assert out["test_acc"] > 0.9 and out["train_acc"] > 0.9
+
+
+def test_linear_probe_never_trains_on_test_features():
+    (xtr, ytr), (xte, yte) = blobs(300, 0), blobs(100, 1)
+    a = E.linear_probe(xtr, ytr, xte, yte, epochs=5)["probe"]
+    poisoned = torch.full_like(xte, float("nan"))
+    b = E.linear_probe(xtr, ytr, poisoned, torch.zeros_like(yte), epochs=5)["probe"]
+    assert torch.equal(a.weight, b.weight) and torch.isfinite(b.weight).all()
