@@ -1,0 +1,157 @@
+"""Training VICReg: epochs over uint8 images, batched augmentation on the device, checkpoints and resume."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import results
+from .gpt_training import bf16_fast
+from .vicreg import Encoder, EncoderConfig, augment, normalize, projector, vicreg_loss
+
+
+@dataclass
+class VICRegConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    schedule: str = "cosine"     # "constant" (the course) or "cosine" decay to 0 after one warm-up epoch
+    lam: float = 25.0
+    mu: float = 25.0
+    nu: float = 1.0
+    seed: int = 0
+    bf16: bool | None = None     # None: where the device runs bf16 natively
+
+
+def to_float(images: np.ndarray | torch.Tensor, device) -> torch.Tensor:
+    """uint8 (N, 32, 32, 3) → float (N, 3, 32, 32) in [0, 1] on `device`.
+
+    The channels-last memory layout would make CPU training steps about 1.25× faster (benchmarks/bench_vicreg.py),
+    but oneDNN's convolution backward is then not bitwise reproducible, and the workbook honours seeds."""
+    x = torch.as_tensor(images)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
+    return x.to(device).permute(0, 3, 1, 2).float().contiguous() / 255.0
+
+
+class VICReg(torch.nn.Module):
+    """Encoder (the representation) followed by the projector (where the loss is computed)."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.encoder = Encoder(cfg)
+        self.projector = projector(cfg)
+
+    def forward(self, x):
+        return self.projector(self.encoder(x))
+
+
+def lr_factor(step: int, steps_per_epoch: int, cfg: VICRegConfig) -> float:
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule != "cosine":
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant' or 'cosine'")
+    warmup, total = steps_per_epoch, cfg.epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+@torch.no_grad()
+def loss_terms(model: VICReg, images, cfg: VICRegConfig, device, seed: int = 1234, limit: int = 2048) -> dict:
+    """The three loss terms on (up to `limit` of) `images`, two augmented views each, in eval mode."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    totals, count = {"invariance": 0.0, "variance": 0.0, "covariance": 0.0}, 0
+    for start in range(0, min(limit, len(images)), cfg.batch_size):
+        x = to_float(images[start:min(start + cfg.batch_size, limit)], device)
+        if len(x) < 2:
+            break
+        out = vicreg_loss(model(augment(x, g)), model(augment(x, g)), cfg.lam, cfg.mu, cfg.nu)
+        for key in totals:
+            totals[key] += out[key].item() * len(x)
+        count += len(x)
+    model.train()
+    return {k: v / count for k, v in totals.items()}
+
+
+def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | Path | None = None,
+                 device="cpu", progress: bool = True) -> tuple[VICReg, dict]:
+    """Train VICReg with Adam (β = 0.9, 0.999); the loss terms of every batch are logged, and on the test images
+    once per epoch. A checkpoint (atomic, with its config) is written after every epoch and training resumes from
+    it; a NaN loss stops training with an error that names the epoch and step."""
+    device = torch.device(device)
+    bf16 = bf16_fast(device) if cfg.bf16 is None else cfg.bf16
+    torch.manual_seed(cfg.seed)
+    model = VICReg(cfg.encoder).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed)
+    history = {"batch": {"loss": [], "invariance": [], "variance": [], "covariance": []},
+               "epoch": [], "test": [], "seconds": 0.0, "bf16": bf16}
+    epoch = 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint and checkpoint.exists():
+        state = results.load_checkpoint(checkpoint, map_location=device)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"{checkpoint} was written for another configuration; delete it to retrain")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, epoch = state["history"], state["epoch"]
+    steps_per_epoch = len(images) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(images)} images cannot fill one batch of {cfg.batch_size}")
+    start_time = time.perf_counter() - history["seconds"]
+    model.train()
+    while epoch < cfg.epochs:
+        order = torch.randperm(len(images), generator=g)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   mininterval=1.0)
+        for i in bar:
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, steps_per_epoch, cfg)
+            x = to_float(images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size].numpy()], device)
+            v1, v2 = augment(x, g), augment(x, g)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                z1, z2 = model(v1), model(v2)
+            out = vicreg_loss(z1.float(), z2.float(), cfg.lam, cfg.mu, cfg.nu)
+            if not torch.isfinite(out["loss"]):
+                raise FloatingPointError(f"the loss became {out['loss'].item()} at epoch {epoch + 1}, step {i}: "
+                                         "lower the learning rate or check the inputs")
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            for key in history["batch"]:
+                history["batch"][key].append(out[key].item())
+            bar.set_postfix(loss=f"{out['loss'].item():.2f}")
+        epoch += 1
+        history["epoch"].append(epoch)
+        if test_images is not None:
+            history["test"].append(loss_terms(model, test_images, cfg, device))
+        history["seconds"] = time.perf_counter() - start_time
+        if checkpoint:
+            results.save_checkpoint(checkpoint, config=asdict(cfg), model=model.state_dict(),
+                                    optimizer=opt.state_dict(), generator=g.get_state(),
+                                    torch_rng=torch.get_rng_state(), history=history, epoch=epoch)
+    model.eval()
+    return model, history
+
+
+@torch.no_grad()
+def features(encoder: torch.nn.Module, images, device="cpu", batch_size: int = 512) -> torch.Tensor:
+    """Representations of `images` in eval mode, without augmentation, in data order: (N, repr_dim)."""
+    was_training = encoder.training
+    encoder.eval()
+    out = [encoder(normalize(to_float(images[s:s + batch_size], device))).float().cpu()
+           for s in range(0, len(images), batch_size)]
+    encoder.train(was_training)
+    return torch.cat(out)
