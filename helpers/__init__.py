@@ -1,7 +1,8 @@
 """Helpers for the Advanced Machine Learning workbook: the notebooks stay thin, the logic lives here.
 
 Modules: `setup` (profile, seeding, device, paths), `data` (loaders and downloads), `plotting`
-(style, `save_fig`), `results` (metrics file, checkpoints), `diffusion`, `gpt`, `evaluation`.
+(style, `save_fig`), `results` (metrics file, checkpoints), `readme` (results table), `diffusion`,
+`gpt`, `gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`, `evaluation`.
 """
 from .plotting import save_fig
 from .results import record_metrics

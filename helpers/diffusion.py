@@ -15,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .evaluation import energy_distance
+
 SIGMA_RATE = 5.0  # σ(t) = exp(SIGMA_RATE·(t − 1))
 DATA_VAR = 1.0 / 3.0  # per-coordinate variance of the uniform distribution on [-1, 1]
 
@@ -348,8 +350,6 @@ def generate(model: nn.Module, n: int, steps: int, sampler: str = "ours", seed: 
 
 def square_quality(samples: torch.Tensor, seed: int = 0) -> dict[str, float]:
     """Fraction of samples inside [−1, 1]² and energy distance to a fresh uniform draw of the same size."""
-    from .evaluation import energy_distance
-
     samples = check_points(samples, "samples")
     g = torch.Generator().manual_seed(10_000 + seed)
     reference = torch.rand(samples.shape, generator=g) * 2 - 1

@@ -8,7 +8,7 @@ embedding as in GPT-2. Besides `forward`, the model exposes its attention probab
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -188,10 +188,6 @@ class GPT(nn.Module):
             nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
             idx = torch.cat([idx, nxt], dim=1)
         return idx
-
-
-def config_dict(config: GPTConfig) -> dict:
-    return asdict(config)
 
 
 @torch.no_grad()

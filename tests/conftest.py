@@ -18,3 +18,21 @@ def data_dir(tmp_path, monkeypatch):
     """An empty data directory for one test."""
     monkeypatch.setenv("AML_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
+
+
+@pytest.fixture
+def kill_on_call(monkeypatch):
+    """kill_on_call(module, name, n): the n-th call of module.name raises KeyboardInterrupt, as a killed
+    process would stop there; undo() restores the real function."""
+    def install(module, name, n):
+        real, calls = getattr(module, name), []
+
+        def dying(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, dying)
+        return lambda: monkeypatch.setattr(module, name, real)
+    return install

@@ -22,6 +22,14 @@ def test_sigma_dot_matches_finite_differences():
     assert torch.allclose(D.t_of_sigma(D.sigma(t)), t)
 
 
+def test_elbo_weight_identity():
+    """The ELBO computes (SNR(s) − SNR(t))·‖x − x̂_0‖² as (σ_t²/σ_s² − 1)·‖ε − D‖²: the weights must agree."""
+    for steps in (4, 1000):
+        t = torch.arange(1, steps + 1, dtype=torch.float64) / steps
+        lhs = (D.snr(t - 1 / steps) - D.snr(t)) * D.sigma(t) ** 2
+        assert torch.allclose(lhs, torch.full_like(t, math.expm1(2 * D.SIGMA_RATE / steps)))
+
+
 def test_forward_process_marginal():
     g = torch.Generator().manual_seed(0)
     x0 = torch.tensor([[0.5, -1.5]]).expand(200_000, 2)

@@ -118,24 +118,17 @@ def test_tiny_model_overfits_and_is_seeded(tmp_path):
     assert runs[0]["val_loss"] == runs[1]["val_loss"]
 
 
-def test_killed_training_resumes_with_the_same_state(tmp_path, monkeypatch):
+def test_killed_training_resumes_with_the_same_state(tmp_path, kill_on_call):
     tokens = torch.randint(0, 50, (400,), generator=torch.Generator().manual_seed(1))
     cfg = T.TrainConfig(max_steps=40, batch_size=4, lr=3e-3, warmup=5, eval_every=10, eval_batches=1, bf16=False)
     straight_model = small().train()
     straight = T.train(straight_model, tokens, tokens, cfg, progress=False)
 
-    ckpt, real_evaluate, calls = tmp_path / "gpt.pt", T.evaluate, []
-
-    def dies_at_step_30(*args, **kwargs):  # two evaluations per checkpoint: the 5th call is at step 30
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(T, "evaluate", dies_at_step_30)
+    ckpt = tmp_path / "gpt.pt"
+    undo = kill_on_call(T, "evaluate", 5)  # two evaluations per checkpoint: the 5th call is at step 30
     with pytest.raises(KeyboardInterrupt):
         T.train(small().train(), tokens, tokens, cfg, checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(T, "evaluate", real_evaluate)
+    undo()
     assert torch.load(ckpt, weights_only=False)["step"] == 20
     resumed_model = small().train()
     resumed = T.train(resumed_model, tokens, tokens, cfg, checkpoint=ckpt, progress=False)

@@ -15,21 +15,14 @@ def tiny_cfg(**kw):
     return VT.VICRegConfig(encoder=EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16), **settings)
 
 
-def test_killed_training_resumes_at_the_next_epoch_with_the_same_state(tmp_path, monkeypatch):
+def test_killed_training_resumes_at_the_next_epoch_with_the_same_state(tmp_path, kill_on_call):
     images = tiny_images()
     straight, hist = VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], progress=False)
-    ckpt, real, calls = tmp_path / "v.pt", VT.loss_terms, []
-
-    def dies_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(VT, "loss_terms", dies_in_epoch_2)
+    ckpt = tmp_path / "v.pt"
+    undo = kill_on_call(VT, "loss_terms", 2)  # the test-set evaluation of epoch 2
     with pytest.raises(KeyboardInterrupt):
         VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(VT, "loss_terms", real)
+    undo()
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1
     resumed, hist2 = VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], checkpoint=ckpt, progress=False)
     assert hist2["batch"]["loss"] == hist["batch"]["loss"] and hist2["test"] == hist["test"]
