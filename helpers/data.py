@@ -227,3 +227,18 @@ def gpt2_encoding():
         if not missing:
             raise
         raise DataUnavailableError(_missing_message(missing, [str(err)])) from err
+
+
+def mnist_as_cifar(images: np.ndarray) -> np.ndarray:
+    """MNIST digits (N, 28, 28) uint8 as CIFAR-shaped images (N, 32, 32, 3) uint8: bilinear resize to 32×32 and
+    the grey channel replicated three times. The CIFAR normalisation is applied downstream, as for CIFAR."""
+    import torch
+    import torch.nn.functional as F
+
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise ValueError(f"MNIST images must be uint8 (N, 28, 28), got {x.dtype} {x.shape}")
+    t = torch.from_numpy(x).float()[:, None]                                         # (N, 1, 28, 28)
+    t = F.interpolate(t, size=(32, 32), mode="bilinear", align_corners=False)
+    t = t.round().clamp(0, 255).to(torch.uint8)[:, 0]                                # (N, 32, 32)
+    return np.repeat(t.numpy()[..., None], 3, axis=-1)

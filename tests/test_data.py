@@ -118,3 +118,22 @@ def test_provisioned_files(monkeypatch):
     assert text.count("CHAPTER") >= 12 and "Alice" in text
     enc = data.gpt2_encoding()
     assert enc.encode("Hello world") == [15496, 995] and enc.n_vocab == 50257
+
+
+def test_mnist_as_cifar_shape_channels_and_normalisation():
+    import torch
+
+    from helpers.vicreg import CIFAR_MEAN, CIFAR_STD, normalize
+    from helpers.vicreg_training import to_float
+
+    digits = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    out = data.mnist_as_cifar(digits)
+    assert out.shape == (5, 32, 32, 3) and out.dtype == np.uint8
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    flat = data.mnist_as_cifar(np.full((2, 28, 28), 200, dtype=np.uint8))
+    assert (flat == 200).all()  # resizing keeps a constant image constant
+    x = normalize(to_float(flat, "cpu"))
+    for c in range(3):
+        assert torch.allclose(x[:, c], torch.full((2, 32, 32), (200 / 255 - CIFAR_MEAN[c]) / CIFAR_STD[c]))
+    with pytest.raises(ValueError, match="28, 28"):
+        data.mnist_as_cifar(np.zeros((2, 32, 32), dtype=np.uint8))
