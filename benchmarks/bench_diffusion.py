@@ -29,19 +29,15 @@ def main():
         D.generate(model, 1000, 1000, "ours", seed=seed)
         times.append(time.perf_counter() - t0)
 
-    quality = {name: [D.square_quality(D.generate(model, 1000, 1000, name, seed=s), s) for s in range(10)]
-               for name in D.SAMPLERS}
-    gu = torch.Generator().manual_seed(123)
-    floor_ed = np.mean([D.square_quality(torch.rand(1000, 2, generator=gu) * 2 - 1, s)["energy_distance"]
-                        for s in range(10)])
+    quality = {name: D.mean_quality(model, name, 1000, seeds=range(10)) for name in D.SAMPLERS}
+    floor_ed = D.energy_distance_floor(1000)
     print(f"training {cfg.epochs} epochs on {cfg.n_train} points (full batch): {train_s:.1f} s   (target <= 30 s)")
     print(f"sampling 1000 points, T=1000: median {np.median(times):.2f} s   (target <= 2 s)")
     print(f"held-out MSE {D.heldout_loss(model, x_heldout, repeats=50):.4f}   (target <= 0.835; "
           f"Bayes floor {D.bayes_floor_uniform():.4f})")
-    for name, rows in quality.items():
+    for name, q in quality.items():
         print(f"sampler {name:>6}, T=1000, 10 seeds x 1000 points: "
-              f"inside {np.mean([r['frac_in_square'] for r in rows]):.2%}, "
-              f"energy distance {np.mean([r['energy_distance'] for r in rows]):.4f}")
+              f"inside {q['frac_in_square']:.2%}, energy distance {q['energy_distance']:.4f}")
     print(f"energy distance of two uniform draws (floor): {floor_ed:.4f}   (target for 'ours' <= 0.0025, >= 99% inside)")
 
 

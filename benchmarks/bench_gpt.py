@@ -15,7 +15,7 @@ import torch
 from helpers import data
 from helpers import gpt_training as T
 from helpers.gpt import GPT, preset
-from helpers.setup import settings
+from helpers.setup import bf16_fast, settings
 
 
 def run(name, model_overrides, bf16, train_tokens, val_tokens, steps, batch_size):
@@ -52,7 +52,7 @@ def main():
     batch_size = settings("02_gpt_alice", "default").batch_size
     enc = data.gpt2_encoding()
     train_tokens, val_tokens = T.split_tokens(T.encode_text(data.load_alice(), enc))
-    bf16 = T.bf16_fast(torch.device("cpu"))
+    bf16 = bf16_fast(torch.device("cpu"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16}")
     plain = run("plain", dict(fast_attention=False), False, train_tokens, val_tokens, steps, batch_size)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from helpers import vicreg_training as VT
-from helpers.gpt_training import bf16_fast
+from helpers.setup import bf16_fast
 from helpers.vicreg import EncoderConfig, augment, vicreg_loss
 
 CONFIGS = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1)]  # (width, first-convolution stride); (64, 1) is the course's

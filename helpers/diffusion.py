@@ -357,6 +357,20 @@ def square_quality(samples: torch.Tensor, seed: int = 0) -> dict[str, float]:
             "energy_distance": energy_distance(samples, reference)}
 
 
+def mean_quality(model: nn.Module, sampler: str, steps: int, n: int = 1000, seeds=range(5)) -> dict[str, float]:
+    """`square_quality` averaged over seeds: one sample of `n` points per seed."""
+    rows = [square_quality(generate(model, n, steps, sampler, seed=s), s) for s in seeds]
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def energy_distance_floor(n: int = 1000, pairs: int = 10, seed: int = 123) -> float:
+    """The energy distance between two independent uniform draws of `n` points, with `square_quality`'s
+    estimator, averaged over `pairs`: what a perfect sampler would score."""
+    g = torch.Generator().manual_seed(seed)
+    return float(np.mean([square_quality(torch.rand(n, 2, generator=g) * 2 - 1, s)["energy_distance"]
+                          for s in range(pairs)]))
+
+
 # ----------------------------------------------------------------------------------------- likelihood
 
 def elbo(model: nn.Module, x: torch.Tensor, steps: int, cls=None, n_samples: int = 1000,

@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import results
+from .setup import bf16_fast
 from .gpt import GPT, GPTConfig
 
 
@@ -52,19 +53,6 @@ def get_batch(tokens: torch.Tensor, batch_size: int, block: int, generator=None)
     x = tokens[starts[:, None] + offsets]
     y = tokens[starts[:, None] + offsets + 1]
     return x, y
-
-
-def bf16_fast(device: torch.device) -> bool:
-    """Whether bf16 autocast speeds up matmuls here: CUDA with bf16, or a CPU with AVX-512 BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -99,6 +99,19 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
+def bf16_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds up matmuls here: CUDA with bf16, or a CPU with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
 @dataclass
 class Run:
     """What `start` decided for one notebook: its name, profile, device, seed and settings."""

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import results
-from .gpt_training import bf16_fast
+from .setup import bf16_fast
 from .vicreg import Encoder, EncoderConfig, augment, normalize, projector, vicreg_loss
 
 

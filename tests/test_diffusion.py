@@ -170,3 +170,10 @@ def test_optimise_noise_moves_the_sample_towards_the_target():
     model = D.GaussianDenoiser(MU, S)
     z, final, losses = D.optimise_noise(model, [1.5, -1.0], D.time_grid(10), iters=100, lr=0.2, progress=False)
     assert losses[-1] < 0.01 * losses[0] and torch.allclose(final[0], torch.tensor([1.5, -1.0]), atol=0.1)
+
+
+def test_optimal_denoiser_with_our_sampler_reaches_the_energy_floor():
+    floor = D.energy_distance_floor(1000, pairs=10)
+    assert 0.0 < floor < 0.005
+    q = D.mean_quality(D.UniformDenoiser(), "ours", steps=50, n=1000, seeds=range(3))
+    assert q["frac_in_square"] > 0.995 and q["energy_distance"] < 2 * floor, (q, floor)
