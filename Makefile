@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 SHARED_DATA := ../shared/data/provision.py
 
-.PHONY: venv data test figures benchmarks clean-notebooks
+.PHONY: venv data test figures weights benchmarks clean-notebooks
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ figures: venv
 	    --ExecutePreprocessor.timeout=3600 --output-dir $${TMPDIR:-/tmp}/aml-executed || exit 1; \
 	done
 	$(PY) -m helpers.readme
+
+# Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: ~75 min on 2 cores).
+weights: venv data
+	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.vicreg_models --retrain
 
 benchmarks: venv
 	for b in benchmarks/*.py; do $(PY) "$$b" || exit 1; done

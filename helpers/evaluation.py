@@ -1,6 +1,7 @@
 """Evaluation: sample quality (energy distance) and, for the representation notebooks, probes and kNN."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -51,6 +52,11 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, chunk: int = 1024,
     return torch.cat(dists), torch.cat(idxs)
 
 
+def knn_graph(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Each point's k nearest *other* points of the same set (ℓ2): (N, k) indices in the set's own order."""
+    return knn(features, features, k, exclude_self=True)[1]
+
+
 def knn_score(query: torch.Tensor, reference: torch.Tensor, k: int = 2, chunk: int = 1024) -> torch.Tensor:
     """Inverse-density anomaly score: the mean ℓ2 distance to the k nearest reference points. (len(query),)."""
     return knn(query, reference, k, chunk)[0].mean(dim=1)
@@ -88,3 +94,75 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         train_acc = (probe(xs).argmax(1) == train_y).float().mean().item()
         test_acc = (probe((test_x.float() - mean) / std).argmax(1) == test_y).float().mean().item()
     return {"test_acc": test_acc, "train_acc": train_acc, "probe": probe}
+
+
+def split_probe(x: torch.Tensor, y: torch.Tensor, test_fraction: float = 0.1, seed: int = 0, **kwargs) -> dict:
+    """`linear_probe` on a random (1 − f)/f split of one labelled set, for embeddings with no test images (Laplacian
+    eigenmaps, per-image codes)."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    test, train = order[:n_test], order[n_test:]
+    return linear_probe(x[train], y[train], x[test], y[test], seed=seed, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- tasks without labels
+
+def roc(normal_scores, anomaly_scores) -> dict:
+    """ROC curve and AUC (scikit-learn) of an anomaly score, higher = more anomalous; anomalies are positives."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    normal, anomaly = np.asarray(normal_scores, dtype=np.float64), np.asarray(anomaly_scores, dtype=np.float64)
+    if not len(normal) or not len(anomaly):
+        raise ValueError("the ROC needs both normal and anomalous scores")
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(anomaly))]
+    scores = np.r_[normal, anomaly]
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return {"fpr": fpr, "tpr": tpr, "auc": float(roc_auc_score(labels, scores))}
+
+
+def kmeans(features, n_clusters: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """K-means (scikit-learn, k-means++ with 10 restarts): cluster labels (N,) and centres (n_clusters, d)."""
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(np.asarray(features, dtype=np.float32))
+    return km.labels_, km.cluster_centers_
+
+
+def centres_in_plane(embedded: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Cluster centres drawn in a 2-D embedding (t-SNE has no map for new points): the mean of each cluster's
+    members' embedded points. (n_clusters, 2); NaN for a cluster with no member in `embedded`."""
+    embedded, labels = np.asarray(embedded), np.asarray(labels)
+    return np.stack([embedded[labels == c].mean(0) if (labels == c).any() else np.full(2, np.nan)
+                     for c in range(n_clusters)])
+
+
+def silhouette(features, labels, sample: int | None = None, seed: int = 0) -> float:
+    """Mean silhouette coefficient (Rousseeuw 1987) in the original feature space, on a random `sample` of the
+    points when given (the exact score needs all N² distances)."""
+    from sklearn.metrics import silhouette_score
+
+    x, labels = np.asarray(features, dtype=np.float32), np.asarray(labels)
+    sample = None if sample is None or sample >= len(x) else sample
+    return float(silhouette_score(x, labels, sample_size=sample, random_state=seed))
+
+
+def tsne(features, seed: int = 0) -> np.ndarray:
+    """t-SNE to 2-D (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut, PCA initialisation): (N, 2).
+    Perplexity 30, or (N − 1)/3 for small sets."""
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2 or len(x) < 4:
+        raise ValueError(f"t-SNE needs (N, d) features with N ≥ 4, got {x.shape}")
+    return TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed).fit_transform(x)
+
+
+def pca(features, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Projection on the top principal components and the variance along every component (descending)."""
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    x = x - x.mean(0)
+    _, s, vt = torch.linalg.svd(x, full_matrices=False)
+    return (x @ vt[:n_components].T).float().numpy(), (s ** 2 / (len(x) - 1)).numpy()

@@ -81,3 +81,53 @@ def colored_tokens(ax, tokens: list[str], scores, cmap: str = "Reds", width: int
     ax.set_xlim(-0.5, width + 0.5)
     ax.set_ylim(-row * 1.9 - 1.2, 1.2)
     return mpl.cm.ScalarMappable(norm=norm, cmap=colours)
+
+
+def class_scatter(ax, points, labels, names=None, title: str | None = None, centres=None, s: float = 4,
+                  legend: bool = True):
+    """2-D points coloured by integer label (one colour-blind safe colour per class), optional centres in black."""
+    import seaborn as sns
+
+    points, labels = np.asarray(points), np.asarray(labels)
+    n = int(labels.max()) + 1
+    palette = sns.color_palette("tab10" if n <= 10 else "husl", n)
+    for c in range(n):
+        mask = labels == c
+        ax.scatter(points[mask, 0], points[mask, 1], s=s, color=palette[c], alpha=0.7, linewidths=0,
+                   label=names[c] if names is not None else str(c), rasterized=True)
+    if centres is not None:
+        ax.scatter(*np.asarray(centres).T, s=60, c="black", marker="X", edgecolors="white", linewidths=0.8,
+                   label="centres")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    if legend:
+        leg = ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+        for handle in leg.legend_handles:
+            handle.set_sizes([25])
+
+
+def image_rows(rows, row_labels=None, col_titles=None, size: float = 1.1, title: str | None = None):
+    """A figure of uint8 (H, W, 3) images, one row per list in `rows`; returns the figure."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + (1.2 if row_labels else 0), size * n_rows),
+                             squeeze=False)
+    for r, images in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(images):
+                ax.imshow(images[c], interpolation="nearest")
+            if r == 0 and col_titles is not None and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize="small")
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

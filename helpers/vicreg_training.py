@@ -83,11 +83,22 @@ def loss_terms(model: VICReg, images, cfg: VICRegConfig, device, seed: int = 123
 
 
 def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | Path | None = None,
-                 device="cpu", progress: bool = True) -> tuple[VICReg, dict]:
+                 device="cpu", progress: bool = True, neighbours=None) -> tuple[VICReg, dict]:
     """Train VICReg with Adam (β = 0.9, 0.999); the loss terms of every batch are logged, and on the test images
     once per epoch. A checkpoint (atomic, with its config) is written after every epoch and training resumes from
-    it; a NaN loss stops training with an error that names the epoch and step."""
+    it; a NaN loss stops training with an error that names the epoch and step.
+
+    `neighbours` (N, k) indices into `images` replaces the generated views: each pair is (image, one of its k
+    neighbours drawn at random), both only normalised, no augmentation (the "no generated neighbours" ablation).
+    """
     device = torch.device(device)
+    if neighbours is not None:
+        neighbours = torch.as_tensor(neighbours)
+        if neighbours.ndim != 2 or len(neighbours) != len(images):
+            raise ValueError(f"neighbours must be (N, k) indices with N = {len(images)} images, "
+                             f"got {tuple(neighbours.shape)}")
+        if neighbours.min() < 0 or neighbours.max() >= len(images):
+            raise ValueError("neighbour indices must refer to the training images (0..N-1)")
     bf16 = bf16_fast(device) if cfg.bf16 is None else cfg.bf16
     torch.manual_seed(cfg.seed)
     model = VICReg(cfg.encoder).to(device)
@@ -119,8 +130,14 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, steps_per_epoch, cfg)
-            x = to_float(images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size].numpy()], device)
-            v1, v2 = augment(x, g), augment(x, g)
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = to_float(images[idx.numpy()], device)
+            if neighbours is None:
+                v1, v2 = augment(x, g), augment(x, g)
+            else:
+                pick = torch.randint(neighbours.shape[1], (len(idx),), generator=g)
+                v1 = normalize(x)
+                v2 = normalize(to_float(images[neighbours[idx, pick].numpy()], device))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 z1, z2 = model(v1), model(v2)
             out = vicreg_loss(z1.float(), z2.float(), cfg.lam, cfg.mu, cfg.nu)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +67,68 @@ def test_linear_probe_never_trains_on_test_features():
     poisoned = torch.full_like(xte, float("nan"))
     b = E.linear_probe(xtr, ytr, poisoned, torch.zeros_like(yte), epochs=5)["probe"]
     assert torch.equal(a.weight, b.weight) and torch.isfinite(b.weight).all()
+
+
+def test_knn_graph_excludes_each_point_itself():
+    x = torch.randn(30, 3, generator=torch.Generator().manual_seed(2))
+    graph = E.knn_graph(x, 4)
+    d = torch.cdist(x, x).fill_diagonal_(float("inf"))
+    assert torch.equal(graph, d.topk(4, largest=False).indices)
+
+
+def test_split_probe_holds_out_a_disjoint_tenth(monkeypatch):
+    x, y = blobs(200, 0)
+    seen = {}
+
+    def fake(train_x, train_y, test_x, test_y, **kw):
+        seen.update(train=train_x, test=test_x)
+        return {}
+
+    monkeypatch.setattr(E, "linear_probe", fake)
+    E.split_probe(x, y, 0.1)
+    assert len(seen["test"]) == 20 and len(seen["train"]) == 180
+    rows = {tuple(r.tolist()) for r in seen["train"]}
+    assert not any(tuple(r.tolist()) in rows for r in seen["test"])
+    with pytest.raises(ValueError, match="test_fraction"):
+        E.split_probe(x, y, 1.0)
+
+
+def test_roc_auc_is_the_probability_an_anomaly_scores_higher():
+    rng = np.random.default_rng(0)
+    normal, odd = rng.normal(0, 1, 300), rng.normal(1, 1, 200)
+    brute = ((odd[:, None] > normal[None]).mean() + 0.5 * (odd[:, None] == normal[None]).mean())
+    out = E.roc(normal, odd)
+    assert out["auc"] == pytest.approx(brute, abs=1e-12)
+    assert out["fpr"][0] == 0 and out["tpr"][-1] == 1
+    assert E.roc([0, 1], [2, 3])["auc"] == 1.0
+    with pytest.raises(ValueError, match="both"):
+        E.roc([], [1.0])
+
+
+def test_kmeans_silhouette_and_centres_in_the_plane():
+    x, y = blobs(300, 0)
+    x = x + 10 * torch.nn.functional.one_hot(y, 4)          # well separated
+    labels, centres = E.kmeans(x, 3, seed=0)
+    assert centres.shape == (3, 4)
+    # the clusters are the blobs, up to renaming
+    assert len({(int(a), int(b)) for a, b in zip(labels, y)}) == 3
+    assert E.silhouette(x, labels) > 0.6
+    assert E.silhouette(x, labels, sample=100) == pytest.approx(E.silhouette(x, labels), abs=0.1)
+    plane = np.array([[0.0, 0], [2, 0], [0, 4], [9, 9]])
+    assert np.allclose(E.centres_in_plane(plane[:3], np.array([0, 0, 1]), 3)[:2], [[1, 0], [0, 4]])
+    assert np.isnan(E.centres_in_plane(plane[:3], np.array([0, 0, 1]), 3)[2]).all()
+
+
+def test_pca_matches_the_covariance_eigenvalues():
+    x = torch.randn(500, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([5.0, 3, 1, 0.5, 0.1])
+    proj, var = E.pca(x, 2)
+    eig = np.sort(np.linalg.eigvalsh(np.cov(x.numpy().T)))[::-1]
+    assert np.allclose(var, eig, rtol=1e-4)
+    assert proj.shape == (500, 2) and np.allclose(proj.var(0, ddof=1), eig[:2], rtol=1e-3)
+
+
+def test_tsne_shape_and_bad_input():
+    x, _ = blobs(60, 0)
+    assert E.tsne(x).shape == (60, 2)
+    with pytest.raises(ValueError, match="t-SNE"):
+        E.tsne(x[:3])

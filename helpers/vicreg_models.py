@@ -1,0 +1,156 @@
+"""Notebook 03's three VICReg models: their configurations per profile, the shipped weights, load-or-train.
+
+- ``vicreg``: VICReg with the course's loss and augmentations;
+- ``no_variance``: the same with µ = 0 (no variance term), same epochs;
+- ``no_neighbours``: a fresh model trained on pairs (image, one of its 3 nearest training images in ``vicreg``'s
+  representation), without generated views.
+
+Weights live in ``data/weights/<name>_<profile>.pt`` (committed for ``default``): the encoder's fp16 state dict,
+the *spec* it was trained for (training config and, for ``no_neighbours``, the spec of the model that chose the
+neighbours), the training history and the wall-clock minutes. A file whose spec differs from the requested one is
+never loaded. ``python -m helpers.vicreg_models [--retrain]`` (``make weights``) trains them in the active profile.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from . import results, setup
+from .evaluation import knn_graph
+from .vicreg import Encoder, EncoderConfig
+from .vicreg_training import VICRegConfig, features, train_vicreg
+
+MODELS = ("vicreg", "no_variance", "no_neighbours")
+N_NEIGHBOURS = 3
+
+
+def model_config(name: str, s: SimpleNamespace, seed: int = 0) -> VICRegConfig:
+    """The training configuration of model `name` for the profile settings `s` (``settings("03_vicreg")``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
+    enc = EncoderConfig(width=s.width, stem_stride=s.stem_stride)
+    if name == "no_neighbours":
+        return VICRegConfig(encoder=enc, epochs=s.neighbour_epochs, batch_size=s.batch_size, lr=s.neighbour_lr,
+                            schedule="constant", seed=seed + 2, bf16=False)
+    return VICRegConfig(encoder=enc, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, schedule=s.schedule,
+                        mu=0.0 if name == "no_variance" else 25.0, seed=seed + (name == "no_variance"), bf16=False)
+
+
+def weights_path(name: str) -> Path:
+    """``data/weights/<name>_<profile>.pt``; in the smoke profile a temporary folder (nothing is shipped)."""
+    folder = results.output_dir() / "weights" if setup.profile() == "smoke" else setup.weights_dir()
+    return folder / f"{name}_{setup.profile()}.pt"
+
+
+def save_weights(path: str | Path, encoder: Encoder, spec: dict, history: dict) -> Path:
+    """The encoder as an fp16 state dict, with its spec, training history and wall-clock minutes (atomic)."""
+    state = {k: v.half() if v.is_floating_point() else v for k, v in encoder.state_dict().items()}
+    return results.save_checkpoint(path, spec=spec, encoder=state, history=history,
+                                   minutes=history["seconds"] / 60, torch_version=torch.__version__)
+
+
+def load_weights(path: str | Path, spec: dict) -> tuple[Encoder, dict]:
+    """The encoder saved at `path` (in eval mode) and its history, if it was trained for `spec`."""
+    state = results.load_checkpoint(path)
+    if state["spec"] != spec:
+        raise ValueError(f"{path} holds weights trained for another configuration ({_diff(state['spec'], spec)}); "
+                         "retrain them with `make weights` (or retrain=True), or restore the settings they were "
+                         "trained with")
+    encoder = Encoder(EncoderConfig(**spec["config"]["encoder"]))
+    encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["encoder"].items()})
+    state["history"]["minutes"] = state["minutes"]
+    return encoder.eval(), state["history"]
+
+
+def _diff(saved: dict, wanted: dict, prefix: str = "") -> str:
+    keys = sorted(set(saved) | set(wanted))
+    out = []
+    for k in keys:
+        a, b = saved.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.append(_diff(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out.append(f"{prefix}{k}: saved {a!r}, wanted {b!r}")
+    return "; ".join(o for o in out if o)
+
+
+def load_or_train(name: str, cfg: VICRegConfig, images, test_images=None, neighbours=None, depends: dict | None = None,
+                  device="cpu", retrain: bool = False, progress: bool = True) -> tuple[Encoder, dict]:
+    """Load model `name` when its weights file matches `cfg` (and `depends`), otherwise train and save it.
+
+    Training resumes from ``data/checkpoints/<name>_<profile>.pt`` after an interruption. The returned encoder is
+    always the one read back from the weights file, so results are the same whether it was trained now or loaded.
+    """
+    path, spec = weights_path(name), {"config": asdict(cfg), "depends": depends}
+    if path.exists() and not retrain:
+        return load_weights(path, spec)
+    checkpoint = setup.data_dir() / "checkpoints" / f"{name}_{setup.profile()}.pt"
+    if retrain:
+        checkpoint.unlink(missing_ok=True)
+    model, history = train_vicreg(images, cfg, test_images, checkpoint, device, progress, neighbours=neighbours)
+    save_weights(path, model.encoder, spec, history)
+    checkpoint.unlink(missing_ok=True)
+    return load_weights(path, spec)
+
+
+def cached_features(encoder: Encoder, images, key: str, device="cpu") -> torch.Tensor:
+    """`features` of `images`, cached on disk under a hash of the encoder's weights and of the images."""
+    digest = hashlib.sha1()
+    for v in encoder.state_dict().values():
+        digest.update(v.detach().cpu().numpy().tobytes())
+    digest.update(memoryview(images).cast("B") if images.flags.c_contiguous else images.tobytes())
+    path = setup.data_dir() / "cache" / f"features_{key}_{digest.hexdigest()[:16]}.pt"
+    if path.exists():
+        return torch.load(path)
+    feats = features(encoder, images, device)
+    results.atomic_write(path, lambda tmp: torch.save(feats, tmp))
+    return feats
+
+
+def build(s: SimpleNamespace, train_images, test_images, device="cpu", retrain: bool | None = None,
+          seed: int = 0, progress: bool = True) -> dict[str, tuple[Encoder, dict]]:
+    """All three models for settings `s`: loaded where the weights match, trained otherwise (in order, since the
+    no-neighbours model needs the VICReg representation of the training set)."""
+    retrain = s.retrain if retrain is None else retrain
+    models = {}
+    for name in ("vicreg", "no_variance"):
+        cfg = model_config(name, s, seed)
+        models[name] = load_or_train(name, cfg, train_images, test_images, device=device, retrain=retrain,
+                                     progress=progress)
+    vicreg_spec = {"config": asdict(model_config("vicreg", s, seed)), "depends": None}
+    cfg = model_config("no_neighbours", s, seed)
+    depends = {"neighbours_of": vicreg_spec, "k": N_NEIGHBOURS, "n_train": len(train_images)}
+    path = weights_path("no_neighbours")
+    if retrain or not path.exists():
+        train_feats = cached_features(models["vicreg"][0], train_images, "train", device)
+        neighbours = knn_graph(train_feats, N_NEIGHBOURS)  # into the unshuffled training set
+    else:
+        neighbours = None  # only needed to train
+    models["no_neighbours"] = load_or_train("no_neighbours", cfg, train_images, test_images, neighbours, depends,
+                                            device, retrain, progress)
+    return models
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train (or check) notebook 03's VICReg models in the active "
+                                                 "profile (AML_PROFILE) and save their weights.")
+    parser.add_argument("--retrain", action="store_true", help="train even when matching weights exist")
+    args = parser.parse_args(argv)
+    from .data import load_cifar10
+
+    s = setup.settings("03_vicreg")
+    cifar = load_cifar10()
+    n_train, n_test = s.n_train or len(cifar["x_train"]), s.n_test or len(cifar["x_test"])
+    models = build(s, cifar["x_train"][:n_train], cifar["x_test"][:n_test], setup.pick_device(), args.retrain or None)
+    for name, (_, history) in models.items():
+        print(f"{name}: {weights_path(name)} ({history['minutes']:.1f} min of training, "
+              f"{len(history['epoch'])} epochs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import evaluation as E, setup, vicreg_models as M, vicreg_training as VT
+
+
+def tiny_settings(**kw):
+    return SimpleNamespace(**{**dict(width=4, stem_stride=2, epochs=2, batch_size=16, lr=1e-3, schedule="cosine",
+                                     neighbour_epochs=1, neighbour_lr=3e-4, retrain=False), **kw})
+
+
+def tiny_images(n=48, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch, profile, data_dir):
+    """The default profile, with weights and checkpoints in a temporary folder."""
+    profile("default")
+    monkeypatch.setattr(setup, "weights_dir", lambda: tmp_path / "weights")
+    return tmp_path / "weights"
+
+
+def test_weights_round_trip_and_are_never_loaded_for_another_config(weights, monkeypatch):
+    images = tiny_images()
+    cfg = M.model_config("vicreg", tiny_settings())
+    encoder, history = M.load_or_train("vicreg", cfg, images, images[:16], progress=False)
+    path = weights / "vicreg_default.pt"
+    saved = torch.load(path, weights_only=False)
+    assert saved["spec"]["config"]["epochs"] == 2 and len(history["epoch"]) == 2 and history["minutes"] > 0
+    assert all(v.dtype == torch.float16 for v in saved["encoder"].values() if v.is_floating_point())
+    assert not (setup.data_dir() / "checkpoints" / "vicreg_default.pt").exists()  # removed once shipped
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("matching weights must be loaded, not retrained")
+
+    monkeypatch.setattr(M, "train_vicreg", no_training)
+    again, _ = M.load_or_train("vicreg", cfg, images, progress=False)
+    assert torch.equal(VT.features(encoder, images), VT.features(again, images))
+    other = M.model_config("vicreg", tiny_settings(lr=3e-4))
+    with pytest.raises(ValueError, match="another configuration.*lr: saved 0.001, wanted 0.0003"):
+        M.load_or_train("vicreg", other, images, progress=False)
+    with pytest.raises(AssertionError, match="retrained"):
+        M.load_or_train("vicreg", cfg, images, retrain=True, progress=False)
+
+
+def test_no_neighbours_model_trains_on_neighbours_of_the_unshuffled_training_set(weights, monkeypatch):
+    images = tiny_images(64)
+    s = tiny_settings(epochs=1)
+    seen = {}
+    real = M.train_vicreg
+
+    def spy(images, cfg, *args, neighbours=None, **kwargs):
+        if neighbours is not None:
+            seen["neighbours"] = neighbours
+        return real(images, cfg, *args, neighbours=neighbours, **kwargs)
+
+    monkeypatch.setattr(M, "train_vicreg", spy)
+    models = M.build(s, images, images[:16], progress=False)
+    nb = seen["neighbours"]
+    assert nb.shape == (64, M.N_NEIGHBOURS)
+    assert not (nb == torch.arange(64)[:, None]).any()
+    f = VT.features(models["vicreg"][0], images)          # in data order, from the loaded weights
+    d = torch.cdist(f, f).fill_diagonal_(float("inf"))
+    assert torch.equal(nb.sort(1).values, d.topk(M.N_NEIGHBOURS, largest=False).indices.sort(1).values)
+    spec = torch.load(weights / "no_neighbours_default.pt", weights_only=False)["spec"]
+    assert spec["depends"]["neighbours_of"]["config"]["mu"] == 25.0
+    assert torch.load(weights / "no_variance_default.pt", weights_only=False)["spec"]["config"]["mu"] == 0.0
+
+
+def test_neighbour_pairs_replace_the_generated_views():
+    images = tiny_images(32)
+    cfg = VT.VICRegConfig(encoder=M.EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16), epochs=1,
+                          batch_size=16, bf16=False)
+    itself = torch.arange(32)[:, None]                   # each image paired with itself: identical views
+    _, hist = VT.train_vicreg(images, cfg, neighbours=itself, progress=False)
+    assert hist["batch"]["invariance"] == [0.0, 0.0]
+    _, hist = VT.train_vicreg(images, cfg, progress=False)
+    assert min(hist["batch"]["invariance"]) > 0
+    with pytest.raises(ValueError, match="neighbours must be"):
+        VT.train_vicreg(images, cfg, neighbours=itself[:10], progress=False)
+    with pytest.raises(ValueError, match="refer to the training images"):
+        VT.train_vicreg(images, cfg, neighbours=itself + 32, progress=False)
+
+
+def test_cached_features_are_keyed_by_the_weights(data_dir):
+    images = tiny_images(20)
+    cfg = M.model_config("vicreg", tiny_settings(epochs=1))
+    model, _ = VT.train_vicreg(images, cfg, progress=False)
+    first = M.cached_features(model.encoder, images, "t")
+    assert len(list((data_dir / "cache").glob("features_t_*.pt"))) == 1
+    assert torch.equal(first, M.cached_features(model.encoder, images, "t"))
+    with torch.no_grad():
+        model.encoder.head[-1].bias += 1.0
+    moved = M.cached_features(model.encoder, images, "t")
+    assert torch.allclose(moved, first + 1.0, atol=1e-5)
+    assert len(list((data_dir / "cache").glob("features_t_*.pt"))) == 2
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model"):
+        M.model_config("simclr", tiny_settings())
