@@ -103,7 +103,7 @@ def split_probe(x: torch.Tensor, y: torch.Tensor, test_fraction: float = 0.1, se
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(test_fraction * len(x))))
+    n_test = max(1, round(test_fraction * len(x)))
     test, train = order[:n_test], order[n_test:]
     return linear_probe(x[train], y[train], x[test], y[test], seed=seed, **kwargs)
 

@@ -45,13 +45,13 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "03_vicreg": {
         "smoke": dict(n_train=512, n_test=256, n_mnist=256, width=8, stem_stride=2, epochs=1, batch_size=64,
                       lr=1e-3, schedule="constant", neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=5,
-                      tsne_n=200, laplacian_n=300, code_steps=50, silhouette_n=300, retrain=True),
+                      tsne_n=200, laplacian_n=300, code_steps=50, silhouette_n=300, retrain=True, bf16=False),
         "default": dict(n_train=None, n_test=None, n_mnist=None, width=32, stem_stride=2, epochs=6, batch_size=256,
                         lr=1e-3, schedule="cosine", neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=30,
-                        tsne_n=5000, laplacian_n=10000, code_steps=3000, silhouette_n=10000, retrain=False),
+                        tsne_n=5000, laplacian_n=10000, code_steps=3000, silhouette_n=10000, retrain=False, bf16=False),
         "full": dict(n_train=None, n_test=None, n_mnist=None, width=64, stem_stride=1, epochs=40, batch_size=256,
                      lr=1e-3, schedule="cosine", neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=100,
-                     tsne_n=10000, laplacian_n=10000, code_steps=5000, silhouette_n=20000, retrain=False),
+                     tsne_n=10000, laplacian_n=10000, code_steps=5000, silhouette_n=20000, retrain=False, bf16=None),
     },
 }
 

@@ -36,9 +36,18 @@ def model_config(name: str, s: SimpleNamespace, seed: int = 0) -> VICRegConfig:
     enc = EncoderConfig(width=s.width, stem_stride=s.stem_stride)
     if name == "no_neighbours":
         return VICRegConfig(encoder=enc, epochs=s.neighbour_epochs, batch_size=s.batch_size, lr=s.neighbour_lr,
-                            schedule="constant", seed=seed + 2, bf16=False)
+                            schedule="constant", seed=seed + 2, bf16=s.bf16)
     return VICRegConfig(encoder=enc, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, schedule=s.schedule,
-                        mu=0.0 if name == "no_variance" else 25.0, seed=seed + (name == "no_variance"), bf16=False)
+                        mu=0.0 if name == "no_variance" else 25.0, seed=seed + (name == "no_variance"), bf16=s.bf16)
+
+
+def model_spec(name: str, s: SimpleNamespace, n_train: int, seed: int = 0) -> dict:
+    """What a weights file must have been trained for: the config, and for ``no_neighbours`` the spec of the model
+    whose representation chose the neighbours, k and the training-set size."""
+    depends = None
+    if name == "no_neighbours":
+        depends = {"neighbours_of": model_spec("vicreg", s, n_train, seed), "k": N_NEIGHBOURS, "n_train": n_train}
+    return {"config": asdict(model_config(name, s, seed)), "depends": depends}
 
 
 def weights_path(name: str) -> Path:
@@ -122,9 +131,8 @@ def build(s: SimpleNamespace, train_images, test_images, device="cpu", retrain: 
         cfg = model_config(name, s, seed)
         models[name] = load_or_train(name, cfg, train_images, test_images, device=device, retrain=retrain,
                                      progress=progress)
-    vicreg_spec = {"config": asdict(model_config("vicreg", s, seed)), "depends": None}
     cfg = model_config("no_neighbours", s, seed)
-    depends = {"neighbours_of": vicreg_spec, "k": N_NEIGHBOURS, "n_train": len(train_images)}
+    depends = model_spec("no_neighbours", s, len(train_images), seed)["depends"]
     path = weights_path("no_neighbours")
     if retrain or not path.exists():
         train_feats = cached_features(models["vicreg"][0], train_images, "train", device)

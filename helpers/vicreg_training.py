@@ -83,13 +83,14 @@ def loss_terms(model: VICReg, images, cfg: VICRegConfig, device, seed: int = 123
 
 
 def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | Path | None = None,
-                 device="cpu", progress: bool = True, neighbours=None) -> tuple[VICReg, dict]:
+                 device="cpu", progress: bool = True, neighbours=None, callback=None) -> tuple[VICReg, dict]:
     """Train VICReg with Adam (β = 0.9, 0.999); the loss terms of every batch are logged, and on the test images
     once per epoch. A checkpoint (atomic, with its config) is written after every epoch and training resumes from
     it; a NaN loss stops training with an error that names the epoch and step.
 
     `neighbours` (N, k) indices into `images` replaces the generated views: each pair is (image, one of its k
     neighbours drawn at random), both only normalised, no augmentation (the "no generated neighbours" ablation).
+    `callback(epoch, model, history)` runs after every epoch's checkpoint (its time is not counted as training).
     """
     device = torch.device(device)
     if neighbours is not None:
@@ -159,6 +160,10 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
             results.save_checkpoint(checkpoint, config=asdict(cfg), model=model.state_dict(),
                                     optimizer=opt.state_dict(), generator=g.get_state(),
                                     torch_rng=torch.get_rng_state(), history=history, epoch=epoch)
+        if callback is not None:
+            callback(epoch, model, history)
+            model.train()
+            start_time = time.perf_counter() - history["seconds"]
     model.eval()
     return model, history
 

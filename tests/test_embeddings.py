@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import embeddings as EM, evaluation as E
+from helpers import embeddings as EM
+from helpers import evaluation as E
 
 
 def test_random_cnn_features_are_seeded_and_leave_the_global_generator_alone():

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import evaluation as E, setup, vicreg_models as M, vicreg_training as VT
+from helpers import setup
+from helpers import vicreg_models as M
+from helpers import vicreg_training as VT
 
 
 def tiny_settings(**kw):
     return SimpleNamespace(**{**dict(width=4, stem_stride=2, epochs=2, batch_size=16, lr=1e-3, schedule="cosine",
-                                     neighbour_epochs=1, neighbour_lr=3e-4, retrain=False), **kw})
+                                     neighbour_epochs=1, neighbour_lr=3e-4, retrain=False, bf16=False), **kw})
 
 
 def tiny_images(n=48, seed=0):
@@ -103,3 +105,15 @@ def test_cached_features_are_keyed_by_the_weights(data_dir):
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model"):
         M.model_config("simclr", tiny_settings())
+
+
+def test_shipped_default_weights_match_the_default_settings(profile):
+    """The committed weights load for the default profile: changing its settings without `make weights` fails."""
+    profile("default")
+    s = setup.settings("03_vicreg")
+    for name in M.MODELS:
+        path = M.weights_path(name)
+        assert path.parent == setup.weights_dir() and path.exists(), f"{path} is not shipped"
+        assert path.stat().st_size < 16e6
+        encoder, history = M.load_weights(path, M.model_spec(name, s, n_train=50000))
+        assert len(history["epoch"]) == M.model_config(name, s).epochs and history["minutes"] > 0
