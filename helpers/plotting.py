@@ -84,13 +84,13 @@ def colored_tokens(ax, tokens: list[str], scores, cmap: str = "Reds", width: int
 
 
 def class_scatter(ax, points, labels, names=None, title: str | None = None, centres=None, s: float = 4,
-                  legend: bool = True):
-    """2-D points coloured by integer label (one colour-blind safe colour per class), optional centres in black."""
+                  legend: bool = True, palette: str = "tab10"):
+    """2-D points coloured by integer label (one colour per label, seaborn `palette`), optional centres in black."""
     import seaborn as sns
 
     points, labels = np.asarray(points), np.asarray(labels)
     n = int(labels.max()) + 1
-    palette = sns.color_palette("tab10" if n <= 10 else "husl", n)
+    palette = sns.color_palette(palette if n <= 10 else "husl", n)
     for c in range(n):
         mask = labels == c
         ax.scatter(points[mask, 0], points[mask, 1], s=s, color=palette[c], alpha=0.7, linewidths=0,
