@@ -2,7 +2,8 @@
 
 Modules: `setup` (profile, seeding, device, paths), `data` (loaders and downloads), `plotting`
 (style, `save_fig`), `results` (metrics file, checkpoints), `readme` (results table), `diffusion`,
-`gpt`, `gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`, `evaluation`.
+`gpt`, `gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`, `vicreg_models`, `embeddings`,
+`evaluation`.
 """
 from .plotting import save_fig
 from .results import record_metrics

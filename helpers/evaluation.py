@@ -57,6 +57,18 @@ def knn_graph(features: torch.Tensor, k: int) -> torch.Tensor:
     return knn(features, features, k, exclude_self=True)[1]
 
 
+def knn_label_confusion(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                        k: int = 10, n_classes: int | None = None) -> torch.Tensor:
+    """(C, C) matrix whose row c holds the label frequencies among the k nearest training points of the test points
+    of class c (rows sum to 1): which classes a representation entangles."""
+    _, idx = knn(test_x, train_x, k)                                                # (N_test, k)
+    n = n_classes or int(max(train_y.max(), test_y.max())) + 1
+    counts = torch.zeros(n, n)
+    counts.index_put_((test_y[:, None].expand_as(idx).reshape(-1), train_y[idx].reshape(-1)),
+                      torch.ones(idx.numel()), accumulate=True)
+    return counts / counts.sum(1, keepdim=True).clamp(min=1)
+
+
 def knn_score(query: torch.Tensor, reference: torch.Tensor, k: int = 2, chunk: int = 1024) -> torch.Tensor:
     """Inverse-density anomaly score: the mean ℓ2 distance to the k nearest reference points. (len(query),)."""
     return knn(query, reference, k, chunk)[0].mean(dim=1)

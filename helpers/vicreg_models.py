@@ -127,20 +127,14 @@ def build(s: SimpleNamespace, train_images, test_images, device="cpu", retrain: 
     no-neighbours model needs the VICReg representation of the training set)."""
     retrain = s.retrain if retrain is None else retrain
     models = {}
-    for name in ("vicreg", "no_variance"):
-        cfg = model_config(name, s, seed)
-        models[name] = load_or_train(name, cfg, train_images, test_images, device=device, retrain=retrain,
-                                     progress=progress)
-    cfg = model_config("no_neighbours", s, seed)
-    depends = model_spec("no_neighbours", s, len(train_images), seed)["depends"]
-    path = weights_path("no_neighbours")
-    if retrain or not path.exists():
-        train_feats = cached_features(models["vicreg"][0], train_images, "train", device)
-        neighbours = knn_graph(train_feats, N_NEIGHBOURS)  # into the unshuffled training set
-    else:
-        neighbours = None  # only needed to train
-    models["no_neighbours"] = load_or_train("no_neighbours", cfg, train_images, test_images, neighbours, depends,
-                                            device, retrain, progress)
+    for name in MODELS:
+        neighbours = None  # only needed to train the no-neighbours model
+        if name == "no_neighbours" and (retrain or not weights_path(name).exists()):
+            train_feats = cached_features(models["vicreg"][0], train_images, "vicreg_train", device)
+            neighbours = knn_graph(train_feats, N_NEIGHBOURS)  # into the unshuffled training set
+        depends = model_spec(name, s, len(train_images), seed)["depends"]
+        models[name] = load_or_train(name, model_config(name, s, seed), train_images, test_images, neighbours,
+                                     depends, device, retrain, progress)
     return models
 
 

@@ -132,3 +132,18 @@ def test_tsne_shape_and_bad_input():
     assert E.tsne(x).shape == (60, 2)
     with pytest.raises(ValueError, match="t-SNE"):
         E.tsne(x[:3])
+
+
+def test_knn_label_confusion_counts_the_labels_of_each_class_neighbours():
+    g = torch.Generator().manual_seed(3)
+    train_x, train_y = torch.randn(60, 3, generator=g), torch.randint(0, 3, (60,), generator=g)
+    test_x, test_y = torch.randn(20, 3, generator=g), torch.randint(0, 3, (20,), generator=g)
+    m = E.knn_label_confusion(train_x, train_y, test_x, test_y, k=4, n_classes=4)
+    idx = torch.cdist(test_x, train_x).topk(4, largest=False).indices
+    for c in range(3):
+        labels = train_y[idx[test_y == c]].reshape(-1)
+        assert torch.allclose(m[c, :3], torch.bincount(labels, minlength=3).float() / len(labels))
+    assert torch.allclose(m[:3].sum(1), torch.ones(3)) and m[3].sum() == 0   # class 3 has no test point
+    # a representation that separates the classes perfectly gives the identity
+    sep_train, sep_test = train_x + 100 * train_y[:, None], test_x + 100 * test_y[:, None]
+    assert torch.equal(E.knn_label_confusion(sep_train, train_y, sep_test, test_y, k=4), torch.eye(3))
