@@ -1,7 +1,12 @@
-"""Images/s of one full VICReg training step (augment both views, forward, backward, Adam) and the share of the
-step spent in augmentation, for several encoder sizes, side by side in one run.
+"""Images/s of one full VICReg training step (augment both views, forward, backward, optimiser step: the same
+`train_step` the notebooks train with), for every execution variant side by side in one run, with the speed-up over
+the step the workbook used before (fp32, NCHW layout, width 32 / stride 2, batch 256).
 
-Run: .venv/bin/python benchmarks/bench_vicreg.py [steps]   (default 4 timed steps per configuration)
+Variants: NCHW fp32 (`deterministic=True`), channels-last fp32 (the fast path where bf16 is not native),
+channels-last + bf16 autocast (only where the CPU or GPU runs bf16 natively: emulated bf16 is ~300x slower), and
+`torch.compile` of the model on top of the fast path. Encoders: the default recipe's and the others we compared.
+
+Run: .venv/bin/python benchmarks/bench_vicreg.py [steps]   (default 4 timed steps per variant, after 2 warm-up steps)
 """
 import sys
 import time
@@ -10,35 +15,33 @@ import numpy as np
 import torch
 
 from helpers import vicreg_training as VT
-from helpers.setup import bf16_fast
-from helpers.vicreg import EncoderConfig, augment, vicreg_loss
+from helpers.setup import bf16_fast, cpu_name, pick_device
+from helpers.vicreg import EncoderConfig
 
-CONFIGS = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1)]  # (width, first-convolution stride); (64, 1) is the course's
+ENCODERS = [(32, 2), (16, 1), (24, 1), (64, 1)]  # (width, first-convolution stride); (64, 1) is the course's
 
 
-def step_time(width, stride, bf16, images, steps, batch=256, channels_last=False):
+def images_per_second(width: int, stride: int, images, steps: int, device, deterministic: bool, bf16: bool,
+                      compile: bool = False, batch: int = 256) -> tuple[float, float]:
+    """Mean images/s over `steps` timed steps and the share of the step spent on augmentation."""
+    cfg = VT.VICRegConfig(encoder=EncoderConfig(width=width, stem_stride=stride), batch_size=batch, lr=1e-3)
+    fmt = VT.memory_format(deterministic, width)
     torch.manual_seed(0)
-    model = VT.VICReg(EncoderConfig(width=width, stem_stride=stride))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=1e-6)
+    model = VT.VICReg(cfg.encoder).to(device, memory_format=fmt)
+    opt = VT.make_optimizer(model, cfg)
+    step_model = torch.compile(model) if compile else model
     g = torch.Generator().manual_seed(0)
-    total, aug = [], []
-    for i in range(steps + 1):
-        x = VT.to_float(images[i * batch % len(images):][:batch], "cpu")
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    total, aug, warmup = [], [], 3 if compile else 2
+    for i in range(steps + warmup):
+        x = VT.to_float(images[i * batch % len(images):][:batch], device, fmt)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
-        v1, v2 = augment(x, g), augment(x, g)
+        v1, v2 = VT.generated_views(x, g, cfg)
         t1 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            z1, z2 = model(v1), model(v2)
-        loss = vicreg_loss(z1.float(), z2.float())["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        VT.train_step(step_model, opt, v1, v2, cfg, bf16)   # .item() inside synchronises
         t2 = time.perf_counter()
-        if i:  # the first step warms up
+        if i >= warmup:
             total.append(t2 - t0)
             aug.append(t1 - t0)
     return batch / np.mean(total), np.sum(aug) / np.sum(total)
@@ -46,19 +49,29 @@ def step_time(width, stride, bf16, images, steps, batch=256, channels_last=False
 
 def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+    device = pick_device()
     images = np.random.default_rng(0).integers(0, 256, (2048, 32, 32, 3), dtype=np.uint8)
-    native = bf16_fast(torch.device("cpu"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {native}; batch 256")
-    if not native:
-        print("bf16 autocast not measured: this CPU has no native bf16 (AVX-512 BF16 or AMX), and emulated bf16 "
-              "matmuls ran about 300x slower than fp32 here")
-    for width, stride in CONFIGS:
-        for bf16 in ([False, True] if native else [False]):
-            ips, share = step_time(width, stride, bf16, images, steps)
-            print(f"width {width:2d} stride {stride} {'bf16' if bf16 else 'fp32'}: {ips:6.0f} img/s "
-                  f"({50000 / ips / 60:5.1f} min per epoch of 50,000), augmentation {share:.1%} of the step")
-    ips, _ = step_time(32, 2, False, images, steps, channels_last=True)
-    print(f"width 32 stride 2 fp32, channels-last layout: {ips:6.0f} img/s (faster, but not bitwise reproducible)")
+    native = bf16_fast(device)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else cpu_name()
+    print(f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {native}; batch 256")
+    variants = [("NCHW fp32 (deterministic)", dict(deterministic=True, bf16=False)),
+                ("channels-last fp32", dict(deterministic=False, bf16=False))]
+    if native:
+        variants.append(("channels-last bf16", dict(deterministic=False, bf16=True)))
+    else:
+        print("bf16 autocast not measured: no native bf16 here (AVX-512 BF16, AMX or a GPU)")
+    fast = variants[-1][1]
+    variants.append((f"{variants[-1][0]} + torch.compile", dict(fast, compile=True)))
+    baseline = None
+    print(f"{'encoder':>8} {'variant':40s} {'img/s':>7} {'min/epoch':>9} {'speed-up':>8} {'augment':>7}")
+    for width, stride in ENCODERS:
+        for label, kw in variants:
+            if width == 64 and device.type == "cpu" and "compile" in label:
+                continue  # minutes of compilation for a model nobody trains on a CPU
+            ips, share = images_per_second(width, stride, images, steps if width < 64 else 2, device, **kw)
+            baseline = baseline or ips  # the first row: today's default step
+            print(f"{width:>4d}/{stride:<3d} {label:40s} {ips:7.0f} {50000 / ips / 60:9.1f} {ips / baseline:7.2f}x "
+                  f"{share:7.1%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import json
 import os
 import pickle
 import re
 import tarfile
+import time
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import results, setup
+from .results import CorruptFileError
+
+# How long a loader waits for the network in all before its offline error, and for any one connection or read.
+DOWNLOAD_BUDGET_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -33,6 +43,7 @@ class Remote:
     path: str                 # relative to the data directory
     urls: tuple[str, ...]     # tried in order
     md5: str | None = None    # None: the content is checked by its parser instead
+    sha256: str | None = None
 
 
 ALICE = Remote("alice_in_wonderland.txt", (
@@ -50,8 +61,11 @@ MNIST_TEST_LABELS = Remote("MNIST/raw/t10k-labels-idx1-ubyte.gz",
                            tuple(m + "t10k-labels-idx1-ubyte.gz" for m in _MNIST_MIRRORS),
                            md5="ec29112dd5afa0611ce80d1b7f02629c")
 _BPE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
-TIKTOKEN_GPT2 = tuple(Remote(f"tiktoken/{hashlib.sha1((_BPE + name).encode()).hexdigest()}", (_BPE + name,))
-                      for name in ("vocab.bpe", "encoder.json"))
+TIKTOKEN_GPT2 = tuple(Remote(f"tiktoken/{hashlib.sha1((_BPE + name).encode()).hexdigest()}", (_BPE + name,),
+                             sha256=digest)
+                      for name, digest in (
+                          ("vocab.bpe", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
+                          ("encoder.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783")))
 
 
 class DataUnavailableError(RuntimeError):
@@ -65,54 +79,110 @@ def _missing_message(missing: list[Remote], errors: list[str]) -> str:
         lines.append(f"  - {remote.path}  (from {' or '.join(remote.urls)})")
     if errors:
         lines.append("download errors: " + "; ".join(errors))
-    lines.append("Fix: connect to the internet, or provision an offline copy with "
-                 "`python ../shared/data/provision.py data`, or point AML_DATA_DIR at a folder that holds these files.")
+    lines.append(f"Fix: connect to the internet, or provision an offline copy with "
+                 f"`python ../shared/data/provision.py {root}`, or point AML_DATA_DIR at a folder that holds these "
+                 "files.")
     return "\n".join(lines)
 
 
-def md5sum(path: str | Path) -> str:
-    digest = hashlib.md5()
+def _digest(path: str | Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def download(url: str, dest: str | Path, md5: str | None = None, timeout: float = 30.0) -> Path:
-    """Download `url` to `dest` atomically; with `md5`, a mismatch raises ValueError and leaves nothing."""
+def md5sum(path: str | Path) -> str:
+    return _digest(path, "md5")
+
+
+def _check_sums(path: Path, remote: Remote, what: str) -> None:
+    for algorithm, expected in (("md5", remote.md5), ("sha256", remote.sha256)):
+        if expected is not None and (got := _digest(path, algorithm)) != expected:
+            raise CorruptFileError(f"checksum mismatch for {what}: {algorithm} {got}, expected {expected}")
+
+
+def download(url: str, dest: str | Path, md5: str | None = None, timeout: float = CONNECT_TIMEOUT_S,
+             sha256: str | None = None) -> Path:
+    """Download `url` to `dest` atomically. `timeout` bounds the connection and every read (a server that accepts
+    and never answers fails after it). A checksum mismatch raises `CorruptFileError` and leaves nothing."""
     dest = Path(dest)
 
     def write(tmp: Path) -> None:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
-        if md5 is not None and (got := md5sum(tmp)) != md5:
-            raise ValueError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the download was discarded")
+        try:
+            _check_sums(tmp, Remote(dest.name, (url,), md5, sha256), url)
+        except CorruptFileError as err:
+            raise CorruptFileError(f"{err}; the download was discarded") from None
 
     return results.atomic_write(dest, write)
 
 
-def fetch(*remotes: Remote) -> list[Path]:
-    """Local paths of `remotes`, downloading the missing ones; one clear error if any stays missing."""
+def fetch(*remotes: Remote, budget: float | None = None) -> list[Path]:
+    """Local paths of `remotes`, downloading the missing ones; one clear error if any stays missing.
+
+    All downloads of one call wait at most `budget` seconds (``DOWNLOAD_BUDGET_S``) for the network before giving
+    up: each connection gets the smaller of ``CONNECT_TIMEOUT_S`` and what is left of the budget.
+    """
     root = setup.data_dir()
+    deadline = time.monotonic() + (DOWNLOAD_BUDGET_S if budget is None else budget)
     missing, errors = [], []
     for remote in remotes:
         path = root / remote.path
         if path.exists():
             continue
         for url in remote.urls:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                errors.append(f"{url}: not tried, the {DOWNLOAD_BUDGET_S if budget is None else budget:.0f} s "
+                              "download budget was spent")
+                continue
             try:
-                download(url, path, remote.md5)
+                download(url, path, remote.md5, timeout=min(CONNECT_TIMEOUT_S, left), sha256=remote.sha256)
                 break
-            except ValueError:
+            except CorruptFileError:
                 raise
-            except OSError as err:  # no network, host down, 404...
+            except OSError as err:  # no network, host down, 404, timed out...
                 errors.append(f"{url}: {err}")
         else:
             missing.append(remote)
     if missing:
         raise DataUnavailableError(_missing_message(missing, errors))
     return [root / remote.path for remote in remotes]
+
+
+# ------------------------------------------------------------------------------- verification on load
+
+_VERIFIED = ".verified.json"
+
+
+def verified(path: Path, check, kind: str) -> None:
+    """Run ``check(path)`` unless `path` passed it before with the same size and modification time (recorded in
+    ``<data>/.verified.json``), so that verifying on every load costs nothing the second time. `check` raises
+    `CorruptFileError`; the file is then left for the caller to delete or report."""
+    record = setup.data_dir() / _VERIFIED
+    try:
+        seen = json.loads(record.read_text()) if record.exists() else {}
+    except (OSError, ValueError):
+        seen = {}
+    stat = path.stat()
+    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, kind]
+    if seen.get(key) == stamp:
+        return
+    check(path)
+    seen[key] = stamp
+    try:
+        results.atomic_write(record, lambda tmp: tmp.write_text(json.dumps(seen, indent=1)))
+    except OSError:
+        pass  # a read-only data folder: verify again next time
+
+
+def _fix_for(path: Path) -> str:
+    return (f"delete {path} and run again to download it (or provision it with "
+            f"`python ../shared/data/provision.py {setup.data_dir()}`)")
 
 
 # ------------------------------------------------------------------------------------------- Alice
@@ -126,33 +196,90 @@ def strip_gutenberg(text: str) -> str:
     return text.strip() + "\n"
 
 
+ALICE_MARKERS = ("CHAPTER I", "Down the Rabbit-Hole", "CHAPTER XII", "Alice's Evidence", "THE END")
+
+
+def check_alice_text(text: str, where: str) -> None:
+    """Raise `CorruptFileError` unless `text` is the whole book: 130,000–200,000 characters, and the first and
+    last chapters' headings and ``THE END`` in order (Gutenberg revises the file, so no fixed checksum)."""
+    positions = [text.find(marker) for marker in ALICE_MARKERS]
+    if not 130_000 <= len(text) <= 200_000 or -1 in positions or positions != sorted(positions):
+        lacking = [m for m, p in zip(ALICE_MARKERS, positions) if p == -1]
+        raise CorruptFileError(f"{where} does not look like the whole of Alice in Wonderland ({len(text):,} "
+                               f"characters{'; lacks ' + ', '.join(map(repr, lacking)) if lacking else ''})")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
 def load_alice() -> str:
-    """*Alice's Adventures in Wonderland* as one string (Gutenberg header and footer removed)."""
+    """*Alice's Adventures in Wonderland* as one string (Gutenberg header and footer removed), verified by
+    `check_alice_text` on every load (cached by size and time). A download that fails the check is deleted."""
     path = setup.data_dir() / ALICE.path
     if not path.exists():
         [raw] = fetch(Remote(ALICE.path + ".download", ALICE.urls))
-        text = strip_gutenberg(raw.read_text(encoding="utf-8-sig"))
-        if "Alice" not in text or len(text) < 100_000:
-            raise ValueError(f"{raw} does not look like Alice in Wonderland ({len(text)} characters)")
+        try:
+            text = strip_gutenberg(_read_text(raw))
+            check_alice_text(text, f"the download from {' or '.join(ALICE.urls)}")
+        except CorruptFileError as err:
+            raw.unlink(missing_ok=True)
+            raise CorruptFileError(f"{err}; it was deleted, so the next run downloads it again") from None
         results.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         raw.unlink()
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise ValueError(f"{path} is empty; delete it so that it is downloaded again")
-    return text
+
+    def check(p: Path) -> None:
+        try:
+            check_alice_text(_read_text(p), str(p))
+        except CorruptFileError as err:
+            raise CorruptFileError(f"{err}. Fix: {_fix_for(p)}") from None
+
+    verified(path, check, "alice")
+    return _read_text(path)
 
 
 # ----------------------------------------------------------------------------------------- CIFAR-10
 
-def cifar10_from_tar(tar_path: str | Path) -> dict[str, np.ndarray]:
-    """Arrays of the official ``cifar-10-python.tar.gz``: pickled batches of (N, 3072) uint8 rows."""
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10's batches hold (dicts, lists, bytes, numbers and numpy arrays): any other global
+    — the way a planted payload runs code — is refused."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy.core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to unpickle {module}.{name}: not part of a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def cifar10_from_tar(tar_path: str | Path, md5: str | None) -> dict[str, np.ndarray]:
+    """Arrays of the official ``cifar-10-python.tar.gz``: pickled batches of (N, 3072) uint8 rows.
+
+    The archive's md5 is checked (``CIFAR10_TAR.md5`` for the official file; None skips it) *before* anything is
+    unpickled, and the batches are unpickled by `_CifarUnpickler`, which refuses everything but arrays and plain
+    data."""
+    tar_path = Path(tar_path)
+    fix = f"delete {tar_path} and run again to download it"
+    if md5 is not None and (got := md5sum(tar_path)) != md5:
+        raise CorruptFileError(f"{tar_path} is not the official CIFAR-10 archive (md5 {got}, expected {md5}); "
+                               f"nothing was unpickled. Fix: {fix}")
     splits = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
     batches = {}
-    with tarfile.open(tar_path, "r:gz") as tar:
-        for member in tar.getmembers():
-            name = Path(member.name).name
-            if name in splits["train"] or name in splits["test"]:
-                batches[name] = pickle.load(tar.extractfile(member), encoding="bytes")
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = Path(member.name).name
+                if name in splits["train"] or name in splits["test"]:
+                    batches[name] = _CifarUnpickler(tar.extractfile(member), encoding="bytes").load()
+    except pickle.UnpicklingError as err:
+        raise CorruptFileError(f"{tar_path}: {err}. Fix: {fix}") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise CorruptFileError(f"{tar_path} is damaged ({type(err).__name__}: {err}). Fix: {fix}") from None
     arrays = {}
     for split, names in splits.items():
         missing = [n for n in names if n not in batches]
@@ -165,24 +292,61 @@ def cifar10_from_tar(tar_path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+CIFAR10_ARRAYS = {"x_train": (np.uint8, (32, 32, 3)), "y_train": (np.int64, ()), "x_test": (np.uint8, (32, 32, 3)),
+                  "y_test": (np.int64, ())}
+
+
+def check_cifar10(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Raise `CorruptFileError` unless `arrays` has CIFAR-10's keys, dtypes, image shape, matching lengths, labels
+    0–9 and the ten class names."""
+    problems = [f"no {k!r}" for k in (*CIFAR10_ARRAYS, "classes") if k not in arrays]
+    for key, (dtype, shape) in CIFAR10_ARRAYS.items():
+        if key in arrays and (arrays[key].dtype != dtype or arrays[key].shape[1:] != shape):
+            problems.append(f"{key} is {arrays[key].dtype} {arrays[key].shape}, expected {np.dtype(dtype)} "
+                            f"(N, {', '.join(map(str, shape))})".replace(", )", ")"))
+    if not problems:
+        for split in ("train", "test"):
+            x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+            if len(x) != len(y) or not len(y) or y.min() < 0 or y.max() > 9:
+                problems.append(f"{split}: {len(x)} images, {len(y)} labels in {y.min() if len(y) else '-'}.."
+                                f"{y.max() if len(y) else '-'} (expected equal counts and labels 0–9)")
+        if [str(c) for c in arrays["classes"]] != list(CIFAR10_CLASSES):
+            problems.append(f"classes {list(arrays['classes'])}")
+    if problems:
+        raise CorruptFileError(f"{where} is not CIFAR-10 as the workbook stores it: {'; '.join(problems)}")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise CorruptFileError(f"{path} is damaged ({type(err).__name__}: {err}). Fix: {_fix_for(path)}") from None
+
+
 def load_cifar10() -> dict[str, np.ndarray]:
     """CIFAR-10 as uint8 (N, 32, 32, 3) images and int64 labels: x_train, y_train, x_test, y_test, classes.
 
-    Reads ``cifar10.npz``; when it is absent, builds it once from the official tar.gz (downloaded and
-    md5-checked when needed).
+    Reads ``cifar10.npz`` (never with pickle) and checks its keys, shapes and labels on every load; when it is
+    absent, builds it once from the official tar.gz (downloaded and md5-checked when needed).
     """
     path = setup.data_dir() / "cifar10.npz"
     if not path.exists():
         [tar_path] = fetch(CIFAR10_TAR)
-        arrays = cifar10_from_tar(tar_path)
+        arrays = cifar10_from_tar(tar_path, CIFAR10_TAR.md5)
+        check_cifar10(arrays, str(tar_path))
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
                 np.savez(f, **arrays)
 
         results.atomic_write(path, write)
-    with np.load(path) as npz:
-        return {key: npz[key] for key in npz.files}
+    arrays = _read_npz(path)
+    try:
+        check_cifar10(arrays, str(path))
+    except CorruptFileError as err:
+        raise CorruptFileError(f"{err}. Fix: {_fix_for(path)}") from None
+    return arrays
 
 
 # -------------------------------------------------------------------------------------------- MNIST
@@ -190,43 +354,56 @@ def load_cifar10() -> dict[str, np.ndarray]:
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse an IDX file (gzip or not): magic 0x0000 08 NDIM, big-endian dimensions, uint8 data."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise CorruptFileError(f"{path} is damaged ({type(err).__name__}: {err}). Fix: {_fix_for(Path(path))}") \
+            from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+        raise CorruptFileError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise CorruptFileError(f"{path} is truncated inside its header")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {tuple(dims)} but holds {data.size} bytes")
+        raise CorruptFileError(f"{path}: header says {tuple(dims)} but holds {data.size} bytes")
     return data.reshape(tuple(dims))
 
 
 def load_mnist_test() -> tuple[np.ndarray, np.ndarray]:
-    """The MNIST test set: uint8 images (10000, 28, 28) and int64 labels (10000,)."""
+    """The MNIST test set: uint8 images (10000, 28, 28) and int64 labels (10000,); both files md5-checked on every
+    load (cached by size and time)."""
     images_path, labels_path = fetch(MNIST_TEST_IMAGES, MNIST_TEST_LABELS)
+    for path, remote in ((images_path, MNIST_TEST_IMAGES), (labels_path, MNIST_TEST_LABELS)):
+        verified(path, lambda p, r=remote: _check_file(p, r), "md5")
     images, labels = read_idx(images_path), read_idx(labels_path).astype(np.int64)
     if images.ndim != 3 or len(images) != len(labels):
         raise ValueError(f"MNIST files disagree: images {images.shape}, labels {labels.shape}")
     return images, labels
 
 
+def _check_file(path: Path, remote: Remote) -> None:
+    try:
+        _check_sums(path, remote, str(path))
+    except CorruptFileError as err:
+        raise CorruptFileError(f"{err}. Fix: {_fix_for(path)}") from None
+
+
 # ----------------------------------------------------------------------------------------- tiktoken
 
 def gpt2_encoding():
-    """tiktoken's GPT-2 byte-pair encoding, cached under ``<data>/tiktoken`` (works offline once there)."""
+    """tiktoken's GPT-2 byte-pair encoding. Its two files are fetched by our own downloader (bounded wait, sha256,
+    atomic) into ``<data>/tiktoken``, named as tiktoken caches them, and checked on every load; tiktoken then reads
+    them from ``TIKTOKEN_CACHE_DIR`` and never touches the network itself."""
     import tiktoken
 
-    cache = setup.data_dir() / "tiktoken"
-    cache.mkdir(parents=True, exist_ok=True)
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
-    try:
-        return tiktoken.get_encoding("gpt2")
-    except Exception as err:  # tiktoken raises requests' errors when offline and the cache is empty
-        missing = [r for r in TIKTOKEN_GPT2 if not (setup.data_dir() / r.path).exists()]
-        if not missing:
-            raise
-        raise DataUnavailableError(_missing_message(missing, [str(err)])) from err
+    paths = fetch(*TIKTOKEN_GPT2)
+    for path, remote in zip(paths, TIKTOKEN_GPT2):
+        verified(path, lambda p, r=remote: _check_file(p, r), "sha256")
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(paths[0].parent)
+    return tiktoken.get_encoding("gpt2")
 
 
 def mnist_as_cifar(images: np.ndarray) -> np.ndarray:

@@ -86,9 +86,30 @@ def check_steps(steps: int) -> int:
 
 def check_points(x: torch.Tensor, name: str = "points") -> torch.Tensor:
     x = torch.as_tensor(x, dtype=torch.float32)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (N, 2), got {tuple(x.shape)}")
+    if x.ndim != 2 or x.shape[1] != 2 or not len(x):
+        raise ValueError(f"{name} must have shape (N, 2) with N >= 1, got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} hold NaN or infinite values")
     return x
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """`value` as an int ≥ `minimum`, or a ValueError that names `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_times(ts) -> torch.Tensor:
+    """Sampling times: at least two, finite, in [0, 1], strictly decreasing (from noise towards data)."""
+    ts = torch.as_tensor(ts, dtype=torch.float32)
+    if ts.ndim != 1 or len(ts) < 2:
+        raise ValueError(f"ts must be a 1-D sequence of at least two times, got shape {tuple(ts.shape)}")
+    if not torch.isfinite(ts).all() or ts.min() < 0 or ts.max() > 1:
+        raise ValueError(f"times must be finite and lie in [0, 1], got {ts.min().item()}..{ts.max().item()}")
+    if not (ts[1:] < ts[:-1]).all():
+        raise ValueError("times must decrease strictly, from t = 1 (noise) towards t = 0 (data), e.g. time_grid(T)")
+    return ts
 
 
 # ----------------------------------------------------------------------------------------- denoisers
@@ -129,6 +150,9 @@ class Denoiser(nn.Module):
             if cls is None:
                 raise ValueError("this denoiser is conditional: pass the class of every point")
             feats.append(self.embed(check_classes(cls, self.n_classes, len(x))))
+        elif cls is not None:
+            raise ValueError("this denoiser is unconditional: it cannot sample a class (cls must be None); train "
+                             "one with n_classes > 0 for class-conditional samples")
         return self.net(torch.cat(feats, dim=1))                            # (N, 2) predicted ε
 
 
@@ -170,7 +194,8 @@ def denoising_loss(model: nn.Module, x0: torch.Tensor, cls=None, generator=None)
 def heldout_loss(model: nn.Module, x0: torch.Tensor, cls=None, repeats: int = 20, seed: int = 1234) -> float:
     """The denoising loss on held-out points, averaged over `repeats` fresh (t, ε) draws per point."""
     g = torch.Generator().manual_seed(seed)
-    x0 = check_points(x0)
+    x0 = check_points(x0, "held-out points")
+    repeats = check_count(repeats, "repeats")
     return float(np.mean([denoising_loss(model, x0, cls, g).item() for _ in range(repeats)]))
 
 
@@ -181,7 +206,10 @@ def train(model: nn.Module, x0: torch.Tensor, epochs: int, cls=None, lr: float =
     With `cosine` the learning rate decays from `lr` to 0 along a half cosine (Loshchilov & Hutter 2017);
     the course keeps it constant, which leaves the weights noisier at the end (see the notebook).
     """
-    x0 = check_points(x0)
+    x0 = check_points(x0, "training points")
+    epochs = check_count(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = check_count(batch_size, "batch_size (or None for full batch)")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n_batches = epochs * math.ceil(len(x0) / (batch_size or len(x0)))
@@ -276,9 +304,7 @@ def sample(model: nn.Module, z: torch.Tensor, ts: torch.Tensor, cls=None, step: 
         raise ValueError(f"unknown step {step!r}; use 'ddim' or 'euler'")
     if eta < 0 or (eta > 0 and step == "euler"):
         raise ValueError("eta must be >= 0, and noise (eta > 0) is only defined for step='ddim'")
-    ts = torch.as_tensor(ts, dtype=torch.float32)
-    if ts.ndim != 1 or len(ts) < 2:
-        raise ValueError("ts must hold at least two times, from the first to the last")
+    ts = check_times(ts)
     n = len(z)
     with torch.set_grad_enabled(requires_grad):
         for i in range(len(ts) - 1):
@@ -340,6 +366,7 @@ def generate(model: nn.Module, n: int, steps: int, sampler: str = "ours", seed: 
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; use one of {list(SAMPLERS)}")
+    n, steps = check_count(n, "n (the number of samples)"), check_steps(steps)
     cfg = SAMPLERS[sampler]
     g = torch.Generator().manual_seed(seed)
     mean, std = prior if prior is not None else (0.0, cfg["prior_std"])
@@ -433,19 +460,23 @@ def optimise_noise(model: nn.Module, target, ts: torch.Tensor, iters: int = 200,
     through every sampler step. Returns (z, final point, losses)."""
     target = check_points(torch.as_tensor(target, dtype=torch.float32).reshape(1, 2), "target")
     z = (z_init if z_init is not None else torch.zeros(1, 2)).clone().requires_grad_(True)
+    iters = check_count(iters, "iters")
     opt = torch.optim.Adam([z], lr=lr)
-    for p in model.parameters():
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
         p.requires_grad_(False)
     losses = []
-    for _ in tqdm(range(iters), desc="optimising z_1", disable=not progress, mininterval=1.0):
-        out = sample(model, z, ts, requires_grad=True, **sample_kwargs)
-        loss = (out - target).pow(2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    for p in model.parameters():
-        p.requires_grad_(True)
+    try:
+        for _ in tqdm(range(iters), desc="optimising z_1", disable=not progress, mininterval=1.0):
+            out = sample(model, z, ts, requires_grad=True, **sample_kwargs)
+            loss = (out - target).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
     with torch.no_grad():
         final = sample(model, z.detach(), ts, **sample_kwargs)
     return z.detach(), final, losses

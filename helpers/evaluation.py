@@ -1,6 +1,8 @@
 """Evaluation: sample quality (energy distance) and, for the representation notebooks, probes and kNN."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -40,6 +42,9 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, chunk: int = 1024,
     Returns distances and indices, each (len(query), k).
     """
     _check_sets(query, reference, k + int(exclude_self))
+    for name, x in (("query", query), ("reference", reference)):
+        if not torch.isfinite(x).all():
+            raise ValueError(f"the {name} features hold NaN or infinite values: no neighbour is defined for them")
     dists, idxs = [], []
     for start in range(0, len(query), chunk):
         d = torch.cdist(query[start:start + chunk].float(), reference.float())     # (chunk, M)
@@ -85,8 +90,16 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     _check_sets(test_x, train_x)
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
         raise ValueError("features and labels must have the same length")
+    for name, y in (("train", train_y), ("test", test_y)):
+        if y.is_floating_point() or y.dtype == torch.bool or y.min() < 0:
+            raise ValueError(f"{name} labels must be class indices 0, 1, 2... (integers >= 0), got {y.dtype} "
+                             f"{y.min().item()}..{y.max().item()}")
+    unseen = sorted(set(test_y.unique().tolist()) - set(train_y.unique().tolist()))
+    if unseen:
+        warnings.warn(f"test classes {unseen} never occur in the training labels: the probe cannot predict them, "
+                      "so their test points count as errors", stacklevel=2)
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    n_classes = int(train_y.max()) + 1
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
     g = torch.Generator().manual_seed(seed)
     probe = torch.nn.Linear(train_x.shape[1], n_classes)
     with torch.no_grad():

@@ -131,8 +131,12 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def check_ids(self, idx: torch.Tensor) -> torch.Tensor:
-        if idx.ndim != 2 or idx.shape[1] == 0:
-            raise ValueError(f"token ids must have shape (B, T) with T >= 1, got {tuple(idx.shape)}")
+        if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"token ids must be an integer tensor (torch.long), got "
+                             f"{getattr(idx, 'dtype', type(idx).__name__)}")
+        if idx.ndim != 2 or idx.shape[0] == 0 or idx.shape[1] == 0:
+            raise ValueError(f"token ids must have shape (B, T) with B, T >= 1 (a single sequence is ids[None]), "
+                             f"got {tuple(idx.shape)}")
         if idx.shape[1] > self.config.block_size:
             raise ValueError(f"sequence of {idx.shape[1]} tokens is longer than the model's block size "
                              f"{self.config.block_size}; crop it (generate() does)")
@@ -178,6 +182,11 @@ class GPT(nn.Module):
         """Append `max_new_tokens` sampled tokens to idx (B, T), cropping the context to the block size."""
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be None (sample from every token) or an integer >= 1, got {top_k!r}")
+        self.check_ids(idx)
         self.check_ids(idx[:, -self.config.block_size:])
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.config.block_size:])
@@ -195,9 +204,15 @@ def token_logprobs(model: nn.Module, ids) -> torch.Tensor:
     """log p(x_i | x_<i) for i = 2..n, in log space throughout (float64): log_softmax of the logits, never
     the log of a probability. The prefix is cropped to the block size: one forward pass covers the first
     block, then one pass per further token with a sliding window. Shape (n − 1,)."""
-    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    ids = torch.as_tensor(ids).flatten()
+    if ids.is_floating_point():
+        raise ValueError(f"token ids must be integers, got {ids.dtype}")
+    ids = ids.long()
     if len(ids) < 2:
         raise ValueError("a log-probability needs at least two tokens (the first one is the condition)")
+    if ids.min() < 0 or ids.max() >= model.config.vocab_size:
+        raise ValueError(f"token ids must lie in [0, {model.config.vocab_size}), got {ids.min().item()}.."
+                         f"{ids.max().item()}")
     block = model.config.block_size
     logits, _ = model(ids[None, :min(len(ids) - 1, block)])
     logp = F.log_softmax(logits[0].double(), dim=-1)                            # (T, vocab)

@@ -27,6 +27,8 @@ def invert(model: GPT, target: torch.Tensor, steps: int = 300, lr: float = 0.1, 
     """
     target = torch.as_tensor(target, dtype=torch.long).flatten()
     model.check_ids(target[None])
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0 (the number of Adam updates), got {steps!r}")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -76,7 +78,11 @@ def word_index(encoding, ids) -> list[int]:
 def generate_words(model: GPT, encoding, prompt: str, n_words: int, temperature: float = 0.8,
                    top_k: int | None = 40, seed: int = 0, max_tokens: int = 64) -> torch.Tensor:
     """Token ids of `prompt` continued by the model until the text holds exactly `n_words` complete words."""
+    if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 1:
+        raise ValueError(f"n_words must be an integer >= 1, got {n_words!r}")
     ids = encode_prompt(encoding, prompt)[None]
+    if word_index(encoding, ids[0])[-1] >= n_words:
+        raise ValueError(f"the prompt {prompt!r} already holds more than {n_words} words")
     g = torch.Generator().manual_seed(seed)
     for _ in range(max_tokens):
         words = word_index(encoding, ids[0])
@@ -93,5 +99,8 @@ def attention_from(model: GPT, ids: torch.Tensor, query: int, layer: int) -> tor
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     if not 0 <= query < len(ids):
         raise ValueError(f"query position {query} outside the {len(ids)} tokens")
+    n_layer = model.config.n_layer
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -n_layer <= layer < n_layer:
+        raise ValueError(f"layer must be an integer in 0..{n_layer - 1} (or -1 for the last), got {layer!r}")
     maps = model.attention_maps(ids[None, : query + 1])
     return maps[layer][0, :, query, :].mean(0)                                 # (query + 1,)

@@ -69,6 +69,9 @@ def evaluate(model: GPT, tokens: torch.Tensor, batches: int | None = None, batch
     """Mean next-token cross-entropy. With `batches`, on that many seeded random batches; without, on every
     non-overlapping window of `tokens` (the exact loss of a split)."""
     block = model.config.block_size
+    if len(tokens) < block + 1:
+        raise ValueError(f"{len(tokens)} tokens cannot fill one window of block size {block} (+1 target): use a "
+                         "longer split or a smaller block_size")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -106,6 +109,14 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
     resume after an interruption) and the best-validation weights; at the end the model holds the best weights.
     Returns the history: steps, train and validation losses, best step and loss, tokens/s.
     """
+    for name in ("max_steps", "batch_size", "eval_every", "eval_batches"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
+    for name, split in (("training", train_tokens), ("validation", val_tokens)):
+        if len(split) < model.config.block_size + 1:
+            raise ValueError(f"the {name} split has {len(split)} tokens, fewer than one window of block size "
+                             f"{model.config.block_size} (+1 target): use more text or a smaller block_size")
     device = next(model.parameters()).device
     bf16 = bf16_fast(device) if cfg.bf16 is None else cfg.bf16
     opt = make_optimizer(model, cfg)
@@ -116,8 +127,11 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and resume and checkpoint.exists():
         state = results.load_checkpoint(checkpoint, map_location=device)
-        if state["config"] != asdict(model.config) or state["train_config"] != asdict(cfg):
-            raise ValueError(f"{checkpoint} was written for another configuration; delete it or pass resume=False")
+        if state.get("config") != asdict(model.config) or state.get("train_config") != asdict(cfg):
+            diff = results.dict_diff({"model": state.get("config") or {}, "train": state.get("train_config") or {}},
+                                     {"model": asdict(model.config), "train": asdict(cfg)})
+            raise ValueError(f"{checkpoint} was written for another configuration ({diff}); delete it or pass "
+                             "resume=False")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generator"])
@@ -133,6 +147,9 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
         x, y = get_batch(train_tokens, cfg.batch_size, model.config.block_size, g)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             _, loss = model(x.to(device), y.to(device))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss.item()} at step {step}: lower the learning rate or "
+                                     "check the inputs")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -167,6 +184,10 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
 def load_model(checkpoint: str | Path, best: bool = True) -> GPT:
     """A model rebuilt from a checkpoint's config, with its best (or latest) weights."""
     state = results.load_checkpoint(checkpoint)
+    if not {"config", "model", "best_model"} <= set(state) or not isinstance(state["config"], dict) \
+            or set(state["config"]) - set(asdict(GPTConfig())):
+        raise ValueError(f"{checkpoint} is not a GPT checkpoint of this workbook (it holds {sorted(state)}); "
+                         "pass the file that `train` wrote")
     model = GPT(GPTConfig(**state["config"]))
     model.load_state_dict(state["best_model"] if best and state["best_model"] is not None else state["model"])
     return model.eval()

@@ -1,6 +1,7 @@
 """One plot style, one `save_fig`, and the few plotting functions every notebook shares."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,11 +19,17 @@ def set_style() -> None:
                          "axes.titlesize": "medium"})
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
 def figure_path(name: str, notebook: str | None = None) -> Path:
+    """``<output dir>/<notebook>/<name>.png``; both must be plain names, so a figure never lands outside it."""
     run = setup.current_run()
     notebook = notebook or (run.notebook if run else "misc")
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"figure name {name!r} must be a plain file name such as 'samples_grid'")
+    for what, value in (("figure name", name), ("notebook name", notebook)):
+        if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or ".." in value:
+            raise ValueError(f"{what} {value!r} must be a plain file name such as 'samples_grid' "
+                             "(letters, digits, '_', '-', '.'; no folders)")
     return results.output_dir() / notebook / f"{name}.png"
 
 

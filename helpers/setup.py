@@ -45,13 +45,16 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "03_vicreg": {
         "smoke": dict(n_train=512, n_test=256, n_mnist=256, width=8, stem_stride=2, epochs=1, batch_size=64,
                       lr=1e-3, schedule="constant", neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=5,
-                      tsne_n=200, laplacian_n=300, code_steps=50, silhouette_n=300, retrain=True, bf16=False),
+                      tsne_n=200, laplacian_n=300, code_steps=50, silhouette_n=300, retrain=True, bf16=False,
+                      deterministic=True),
         "default": dict(n_train=None, n_test=None, n_mnist=None, width=32, stem_stride=2, epochs=6, batch_size=256,
                         lr=1e-3, schedule="cosine", neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=30,
-                        tsne_n=5000, laplacian_n=10000, code_steps=3000, silhouette_n=10000, retrain=False, bf16=False),
+                        tsne_n=5000, laplacian_n=10000, code_steps=3000, silhouette_n=10000, retrain=False, bf16=False,
+                        deterministic=False),
         "full": dict(n_train=None, n_test=None, n_mnist=None, width=64, stem_stride=1, epochs=40, batch_size=256,
                      lr=1e-3, schedule="cosine", neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=100,
-                     tsne_n=10000, laplacian_n=10000, code_steps=5000, silhouette_n=20000, retrain=False, bf16=None),
+                     tsne_n=10000, laplacian_n=10000, code_steps=5000, silhouette_n=20000, retrain=False, bf16=None,
+                     deterministic=False),
     },
 }
 
@@ -123,6 +126,20 @@ def bf16_fast(device: torch.device) -> bool:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
     return False
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its fastest matrix instructions, e.g. ``AMD EPYC (AVX2)``, for timing reports."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    isa = [label for flag, label in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
+                                     ("avx2", "AVX2")) if flag in flags]
+    return f"{name} ({', '.join(isa[:2]) or 'no AVX2'}), {os.cpu_count()} cores"
 
 
 @dataclass

@@ -29,7 +29,7 @@ def variance(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Te
 
 
 def covariance(z: torch.Tensor) -> torch.Tensor:
-    """cov(Z) = (1/d)·Σ_{i≠j} C(Z)²_ij, C the unbiased covariance matrix of the batch (Eq. 5)."""
+    """cov(Z) = (1/d)·Σ_{i≠j} C(Z)²_ij (Eq. 6), C(Z) the unbiased covariance matrix of the batch (Eq. 5)."""
     n, d = z.shape
     zc = z - z.mean(dim=0)
     cov = zc.T @ zc / (n - 1)                                                       # (d, d)
@@ -38,7 +38,7 @@ def covariance(z: torch.Tensor) -> torch.Tensor:
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, lam: float = 25.0, mu: float = 25.0, nu: float = 1.0,
                 gamma: float = 1.0, eps: float = 1e-4) -> dict[str, torch.Tensor]:
-    """λ·inv(Z, Z′) + µ·[var(Z) + var(Z′)] + ν·[cov(Z) + cov(Z′)], the course's Eq. 2–6.
+    """λ·inv(Z, Z′) + µ·[var(Z) + var(Z′)] + ν·[cov(Z) + cov(Z′)], the course's Eq. 2 (its terms: Eq. 3–6).
 
     The two branches' variance and covariance terms are *summed* as in the course; the authors' code averages
     the variance terms, so the same µ weighs twice as much here: weights are not comparable across codebases.
@@ -191,12 +191,20 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def augment(x: torch.Tensor, generator=None) -> torch.Tensor:
+def augment(x: torch.Tensor, generator=None, blur: bool = True) -> torch.Tensor:
     """The course's training view: RandomResizedCrop(32, scale 0.2–1), flip, ColorJitter(0.4, 0.4, 0.2, 0.1)
-    with p 0.8, grayscale p 0.2, 3×3 Gaussian blur p 0.5, then normalisation. x: (B, 3, H, W) in [0, 1]."""
+    with p 0.8, grayscale p 0.2, 3×3 Gaussian blur p 0.5 (unless `blur` is False), then normalisation.
+    x: (B, 3, H, W) in [0, 1]; the result keeps x's memory format."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"augment takes float images (B, 3, H, W) in [0, 1], got "
+                         f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}; convert uint8 "
+                         "(N, H, W, 3) arrays with vicreg_training.to_float")
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
+        else torch.contiguous_format
     x = random_resized_crop(x, generator=generator)
     x = horizontal_flip(x, generator=generator)
     x = color_jitter(x, generator=generator)
     x = random_grayscale(x, generator=generator)
-    x = gaussian_blur(x, generator=generator)
-    return normalize(x)
+    if blur:
+        x = gaussian_blur(x, generator=generator)
+    return normalize(x).contiguous(memory_format=fmt)

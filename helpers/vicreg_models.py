@@ -56,18 +56,75 @@ def weights_path(name: str) -> Path:
     return folder / f"{name}_{setup.profile()}.pt"
 
 
+MANIFEST = "SHA256SUMS"
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: str | Path) -> dict[str, str]:
+    """``{file name: sha256}`` from ``<folder>/SHA256SUMS`` (the format of ``sha256sum``); empty if absent."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return {}
+    pairs = (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())
+    return {name.strip().lstrip("*"): digest for digest, name in pairs}
+
+
+def record_in_manifest(path: str | Path) -> None:
+    """Write `path`'s sha256 into the manifest beside it (atomically; other entries kept)."""
+    path = Path(path)
+    sums = {**read_manifest(path.parent), path.name: sha256(path)}
+    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items()))
+    results.atomic_write(path.parent / MANIFEST, lambda tmp: tmp.write_text(text))
+
+
+def verify_against_manifest(path: str | Path) -> None:
+    """Raise `CorruptFileError` when `path` is listed in the manifest beside it with another sha256."""
+    path = Path(path)
+    expected = read_manifest(path.parent).get(path.name)
+    if expected is not None and (got := sha256(path)) != expected:
+        raise results.CorruptFileError(
+            f"{path} does not match its recorded sha256 ({got[:12]}… instead of {expected[:12]}…): the file was "
+            f"changed or damaged. Fix: restore it with `git checkout -- {path.name}` in {path.parent}, or retrain "
+            "it with `make weights`")
+
+
 def save_weights(path: str | Path, encoder: Encoder, spec: dict, history: dict) -> Path:
-    """The encoder as an fp16 state dict, with its spec, training history and wall-clock minutes (atomic)."""
+    """The encoder as an fp16 state dict, with its spec, training history, wall-clock minutes and the machine it
+    was trained on (atomic); its sha256 goes into the manifest beside it."""
     state = {k: v.half() if v.is_floating_point() else v for k, v in encoder.state_dict().items()}
-    return results.save_checkpoint(path, spec=spec, encoder=state, history=history,
-                                   minutes=history["seconds"] / 60, torch_version=torch.__version__)
+    path = results.save_checkpoint(path, spec=spec, encoder=state, history=history,
+                                   minutes=history["seconds"] / 60, torch_version=str(torch.__version__),
+                                   hardware=history.get("hardware", setup.cpu_name()))
+    record_in_manifest(path)
+    return path
+
+
+def _with_defaults(spec: dict) -> dict:
+    """`spec` with the configuration fields added to `VICRegConfig` after it was written set to their defaults,
+    which is what the code that wrote it did (e.g. ``warmup_epochs``, ``optimizer``, ``blur``)."""
+    defaults = asdict(VICRegConfig())
+    config = {**defaults, **spec["config"], "encoder": {**defaults["encoder"], **spec["config"]["encoder"]}}
+    depends = spec["depends"]
+    if depends is not None:
+        depends = {**depends, "neighbours_of": _with_defaults(depends["neighbours_of"])}
+    return {**spec, "config": config, "depends": depends}
 
 
 def load_weights(path: str | Path, spec: dict) -> tuple[Encoder, dict]:
-    """The encoder saved at `path` (in eval mode) and its history, if it was trained for `spec`."""
-    state = results.load_checkpoint(path)
+    """The encoder saved at `path` (in eval mode) and its history, if it was trained for `spec`. The file is checked
+    against the manifest's sha256 first, then read without unpickling code."""
+    verify_against_manifest(path)
+    state = results.load_checkpoint(path, fix="restore it with `git checkout` or retrain it with `make weights`")
+    state["spec"] = _with_defaults(state["spec"])
     if state["spec"] != spec:
-        raise ValueError(f"{path} holds weights trained for another configuration ({_diff(state['spec'], spec)}); "
+        raise ValueError(f"{path} holds weights trained for another configuration ({results.dict_diff(state['spec'], spec)}); "
                          "retrain them with `make weights` (or retrain=True), or restore the settings they were "
                          "trained with")
     encoder = Encoder(EncoderConfig(**spec["config"]["encoder"]))
@@ -76,20 +133,9 @@ def load_weights(path: str | Path, spec: dict) -> tuple[Encoder, dict]:
     return encoder.eval(), state["history"]
 
 
-def _diff(saved: dict, wanted: dict, prefix: str = "") -> str:
-    keys = sorted(set(saved) | set(wanted))
-    out = []
-    for k in keys:
-        a, b = saved.get(k), wanted.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.append(_diff(a, b, f"{prefix}{k}."))
-        elif a != b:
-            out.append(f"{prefix}{k}: saved {a!r}, wanted {b!r}")
-    return "; ".join(o for o in out if o)
-
-
 def load_or_train(name: str, cfg: VICRegConfig, images, test_images=None, neighbours=None, depends: dict | None = None,
-                  device="cpu", retrain: bool = False, progress: bool = True) -> tuple[Encoder, dict]:
+                  device="cpu", retrain: bool = False, progress: bool = True,
+                  deterministic: bool = True) -> tuple[Encoder, dict]:
     """Load model `name` when its weights file matches `cfg` (and `depends`), otherwise train and save it.
 
     Training resumes from ``data/checkpoints/<name>_<profile>.pt`` after an interruption. The returned encoder is
@@ -101,7 +147,8 @@ def load_or_train(name: str, cfg: VICRegConfig, images, test_images=None, neighb
     checkpoint = setup.data_dir() / "checkpoints" / f"{name}_{setup.profile()}.pt"
     if retrain:
         checkpoint.unlink(missing_ok=True)
-    model, history = train_vicreg(images, cfg, test_images, checkpoint, device, progress, neighbours=neighbours)
+    model, history = train_vicreg(images, cfg, test_images, checkpoint, device, progress, neighbours=neighbours,
+                                  deterministic=deterministic)
     save_weights(path, model.encoder, spec, history)
     checkpoint.unlink(missing_ok=True)
     return load_weights(path, spec)
@@ -115,9 +162,14 @@ def cached_features(encoder: Encoder, images, key: str, device="cpu") -> torch.T
     digest.update(memoryview(images).cast("B") if images.flags.c_contiguous else images.tobytes())
     path = setup.data_dir() / "cache" / f"features_{key}_{digest.hexdigest()[:16]}.pt"
     if path.exists():
-        return torch.load(path)
+        try:
+            feats = results.load_checkpoint(path)["features"]
+            if feats.shape[0] == len(images):
+                return feats
+        except (results.CorruptFileError, KeyError, AttributeError):
+            pass  # a damaged cache entry is simply recomputed
     feats = features(encoder, images, device)
-    results.atomic_write(path, lambda tmp: torch.save(feats, tmp))
+    results.save_checkpoint(path, features=feats)
     return feats
 
 
@@ -134,7 +186,7 @@ def build(s: SimpleNamespace, train_images, test_images, device="cpu", retrain: 
             neighbours = knn_graph(train_feats, N_NEIGHBOURS)  # into the unshuffled training set
         depends = model_spec(name, s, len(train_images), seed)["depends"]
         models[name] = load_or_train(name, model_config(name, s, seed), train_images, test_images, neighbours,
-                                     depends, device, retrain, progress)
+                                     depends, device, retrain, progress, s.deterministic)
     return models
 
 

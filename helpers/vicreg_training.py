@@ -11,8 +11,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import results
-from .setup import bf16_fast
+from .setup import bf16_fast, cpu_name
 from .vicreg import Encoder, EncoderConfig, augment, normalize, projector, vicreg_loss
+
+
+OPTIMIZERS = ("adam", "adamw", "lars")
 
 
 @dataclass
@@ -22,7 +25,10 @@ class VICRegConfig:
     batch_size: int = 256
     lr: float = 3e-4
     weight_decay: float = 1e-6
-    schedule: str = "cosine"     # "constant" (the course) or "cosine" decay to 0 after one warm-up epoch
+    schedule: str = "cosine"     # "constant" (the course) or linear warm-up then cosine decay to 0 at `epochs`
+    warmup_epochs: float = 1.0   # length of the linear warm-up of the cosine schedule
+    optimizer: str = "adam"      # "adam" (the course), "adamw" (decoupled weight decay) or "lars"
+    blur: bool = True            # the course's 3×3 Gaussian blur in the generated views
     lam: float = 25.0
     mu: float = 25.0
     nu: float = 1.0
@@ -30,15 +36,22 @@ class VICRegConfig:
     bf16: bool | None = None     # None: where the device runs bf16 natively
 
 
-def to_float(images: np.ndarray | torch.Tensor, device) -> torch.Tensor:
-    """uint8 (N, 32, 32, 3) → float (N, 3, 32, 32) in [0, 1] on `device`.
-
-    The channels-last memory layout would make CPU training steps about 1.25× faster (benchmarks/bench_vicreg.py),
-    but oneDNN's convolution backward is then not bitwise reproducible, and the workbook honours seeds."""
+def to_float(images: np.ndarray | torch.Tensor, device,
+             memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 (N, 32, 32, 3) → float (N, 3, 32, 32) in [0, 1] on `device`, in `memory_format`."""
     x = torch.as_tensor(images)
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"images must be uint8 (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
-    return x.to(device).permute(0, 3, 1, 2).float().contiguous() / 255.0
+    return x.to(device).permute(0, 3, 1, 2).float().contiguous(memory_format=memory_format) / 255.0
+
+
+def memory_format(deterministic: bool, width: int = 64) -> torch.memory_format:
+    """The layout to train in. Channels-last (NHWC) makes a CPU training step 1.2–1.4× faster
+    (benchmarks/bench_vicreg.py), but oneDNN's convolution backward is then not bitwise reproducible, so
+    ``deterministic`` keeps the default NCHW. Below width 8 NCHW is kept too: oneDNN's AVX2 1×1-convolution
+    weight gradient in NHWC with fewer than 8 input channels corrupted memory here (hangs, "double free";
+    torch 2.13), which the shortcut convolutions of a width-4 encoder trigger."""
+    return torch.contiguous_format if deterministic or width < 8 else torch.channels_last
 
 
 class VICReg(torch.nn.Module):
@@ -53,12 +66,50 @@ class VICReg(torch.nn.Module):
         return self.projector(self.encoder(x))
 
 
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You, Gitman & Ginsburg 2017): each weight matrix's
+    step is scaled by η‖w‖ / ‖∇ + wd·w‖. Biases and BatchNorm parameters (1-D) get neither the scaling nor weight
+    decay, as in VICReg's and solo-learn's LARS."""
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9, eta: float = 0.02):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if p.ndim > 1:
+                    d = d.add(p, alpha=group["weight_decay"])
+                    w_norm, d_norm = torch.norm(p), torch.norm(d)
+                    trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, 1.0)
+                    d = d.mul(trust)
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.mul_(group["momentum"]).add_(d)
+                p.add_(buf, alpha=-group["lr"])
+
+
+def make_optimizer(model: torch.nn.Module, cfg: VICRegConfig) -> torch.optim.Optimizer:
+    """Adam (β = 0.9, 0.999; the course's), AdamW or LARS, at the peak rate ``cfg.lr``."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "lars":
+        return LARS(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
 def lr_factor(step: int, steps_per_epoch: int, cfg: VICRegConfig) -> float:
+    """The learning rate's multiplier at `step`: 1 (constant), or a linear warm-up over ``cfg.warmup_epochs`` then
+    a half cosine to 0 at ``cfg.epochs`` (Loshchilov & Hutter 2017, without restarts)."""
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule != "cosine":
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant' or 'cosine'")
-    warmup, total = steps_per_epoch, cfg.epochs * steps_per_epoch
+    warmup, total = round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
@@ -74,7 +125,8 @@ def loss_terms(model: VICReg, images, cfg: VICRegConfig, device, seed: int = 123
         x = to_float(images[start:min(start + cfg.batch_size, limit)], device)
         if len(x) < 2:
             break
-        out = vicreg_loss(model(augment(x, g)), model(augment(x, g)), cfg.lam, cfg.mu, cfg.nu)
+        v1, v2 = generated_views(x, g, cfg)
+        out = vicreg_loss(model(v1), model(v2), cfg.lam, cfg.mu, cfg.nu)
         for key in totals:
             totals[key] += out[key].item() * len(x)
         count += len(x)
@@ -82,17 +134,47 @@ def loss_terms(model: VICReg, images, cfg: VICRegConfig, device, seed: int = 123
     return {k: v / count for k, v in totals.items()}
 
 
+def generated_views(x: torch.Tensor, g: torch.Generator, cfg: VICRegConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independently augmented views of the batch x (B, 3, 32, 32) in [0, 1]."""
+    return augment(x, g, cfg.blur), augment(x, g, cfg.blur)
+
+
+def train_step(model: VICReg, opt: torch.optim.Optimizer, v1: torch.Tensor, v2: torch.Tensor, cfg: VICRegConfig,
+               bf16: bool = False) -> dict[str, float]:
+    """One optimisation step on a pair of views (B, 3, 32, 32): forward both (bf16 autocast if asked), the VICReg
+    loss in fp32, backward, optimiser step. Returns the loss and its three terms as floats; a non-finite loss raises
+    before the weights are touched."""
+    with torch.autocast(v1.device.type, dtype=torch.bfloat16, enabled=bf16):
+        z1, z2 = model(v1), model(v2)                                               # (B, proj_dim) each
+    out = vicreg_loss(z1.float(), z2.float(), cfg.lam, cfg.mu, cfg.nu)
+    if not torch.isfinite(out["loss"]):
+        raise FloatingPointError(f"the loss became {out['loss'].item()}")
+    opt.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    opt.step()
+    return {k: v.item() for k, v in out.items()}
+
+
 def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | Path | None = None,
-                 device="cpu", progress: bool = True, neighbours=None, callback=None) -> tuple[VICReg, dict]:
-    """Train VICReg with Adam (β = 0.9, 0.999); the loss terms of every batch are logged, and on the test images
-    once per epoch. A checkpoint (atomic, with its config) is written after every epoch and training resumes from
-    it; a NaN loss stops training with an error that names the epoch and step.
+                 device="cpu", progress: bool = True, neighbours=None, callback=None,
+                 deterministic: bool = True) -> tuple[VICReg, dict]:
+    """Train VICReg with ``cfg.optimizer`` and its learning-rate schedule; the loss terms of every batch are
+    logged, and on the test images once per epoch. A checkpoint (atomic, with its config) is written after every
+    epoch and training resumes from it; a NaN loss stops training with an error that names the epoch and step.
 
     `neighbours` (N, k) indices into `images` replaces the generated views: each pair is (image, one of its k
     neighbours drawn at random), both only normalised, no augmentation (the "no generated neighbours" ablation).
     `callback(epoch, model, history)` runs after every epoch's checkpoint (its time is not counted as training).
+    `deterministic` trains in the NCHW layout, bitwise reproducible on a CPU for a seed; ``False`` trains
+    channels-last, faster but only reproducible to rounding (see `memory_format`).
     """
     device = torch.device(device)
+    for name, minimum in (("epochs", 1), ("batch_size", 2)):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"VICRegConfig.{name} must be an integer >= {minimum}"
+                             f"{' (the variance and BatchNorm are over the batch)' if name == 'batch_size' else ''}"
+                             f", got {value!r}")
     if neighbours is not None:
         neighbours = torch.as_tensor(neighbours)
         if neighbours.ndim != 2 or len(neighbours) != len(images):
@@ -101,18 +183,22 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
         if neighbours.min() < 0 or neighbours.max() >= len(images):
             raise ValueError("neighbour indices must refer to the training images (0..N-1)")
     bf16 = bf16_fast(device) if cfg.bf16 is None else cfg.bf16
+    fmt = memory_format(deterministic, cfg.encoder.width)
     torch.manual_seed(cfg.seed)
-    model = VICReg(cfg.encoder).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    model = VICReg(cfg.encoder).to(device, memory_format=fmt)
+    opt = make_optimizer(model, cfg)
     g = torch.Generator().manual_seed(cfg.seed)
     history = {"batch": {"loss": [], "invariance": [], "variance": [], "covariance": []},
-               "epoch": [], "test": [], "seconds": 0.0, "bf16": bf16}
+               "epoch": [], "test": [], "seconds": 0.0, "bf16": bf16, "deterministic": deterministic,
+               "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+               "threads": torch.get_num_threads(), "torch_version": str(torch.__version__)}
     epoch = 0
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and checkpoint.exists():
         state = results.load_checkpoint(checkpoint, map_location=device)
         if state["config"] != asdict(cfg):
-            raise ValueError(f"{checkpoint} was written for another configuration; delete it to retrain")
+            raise ValueError(f"{checkpoint} was written for another configuration "
+                             f"({results.dict_diff(state['config'], asdict(cfg))}); delete it to retrain")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generator"])
@@ -132,25 +218,21 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, steps_per_epoch, cfg)
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x = to_float(images[idx.numpy()], device)
+            x = to_float(images[idx.numpy()], device, fmt)
             if neighbours is None:
-                v1, v2 = augment(x, g), augment(x, g)
+                v1, v2 = generated_views(x, g, cfg)
             else:
                 pick = torch.randint(neighbours.shape[1], (len(idx),), generator=g)
                 v1 = normalize(x)
-                v2 = normalize(to_float(images[neighbours[idx, pick].numpy()], device))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                z1, z2 = model(v1), model(v2)
-            out = vicreg_loss(z1.float(), z2.float(), cfg.lam, cfg.mu, cfg.nu)
-            if not torch.isfinite(out["loss"]):
-                raise FloatingPointError(f"the loss became {out['loss'].item()} at epoch {epoch + 1}, step {i}: "
-                                         "lower the learning rate or check the inputs")
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            opt.step()
+                v2 = normalize(to_float(images[neighbours[idx, pick].numpy()], device, fmt))
+            try:
+                out = train_step(model, opt, v1, v2, cfg, bf16)
+            except FloatingPointError as err:
+                raise FloatingPointError(f"{err} at epoch {epoch + 1}, step {i}: lower the learning rate or check "
+                                         "the inputs") from None
             for key in history["batch"]:
-                history["batch"][key].append(out[key].item())
-            bar.set_postfix(loss=f"{out['loss'].item():.2f}")
+                history["batch"][key].append(out[key])
+            bar.set_postfix(loss=f"{out['loss']:.2f}")
         epoch += 1
         history["epoch"].append(epoch)
         if test_images is not None:
@@ -171,6 +253,8 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
 @torch.no_grad()
 def features(encoder: torch.nn.Module, images, device="cpu", batch_size: int = 512) -> torch.Tensor:
     """Representations of `images` in eval mode, without augmentation, in data order: (N, repr_dim)."""
+    if not len(images):
+        raise ValueError("features of an empty set of images: pass at least one image")
     was_training = encoder.training
     encoder.eval()
     out = [encoder(normalize(to_float(images[s:s + batch_size], device))).float().cpu()

@@ -1,4 +1,7 @@
 import gzip
+import os
+import socket
+import time
 import io
 import pickle
 import tarfile
@@ -35,7 +38,7 @@ def write_idx(path, array):
 
 def test_cifar_parser_on_official_format(tmp_path, data_dir):
     batches = make_cifar_tar(data_dir.parent / "c.tar.gz")
-    arrays = data.cifar10_from_tar(data_dir.parent / "c.tar.gz")
+    arrays = data.cifar10_from_tar(data_dir.parent / "c.tar.gz", md5=None)
     assert arrays["x_train"].shape == (20, 32, 32, 3) and arrays["x_test"].shape == (4, 32, 32, 3)
     assert arrays["x_train"].dtype == np.uint8 and arrays["y_train"].dtype == np.int64
     row = batches["data_batch_2"][b"data"][1]  # image 5 of train: channel-major in the file
@@ -45,9 +48,11 @@ def test_cifar_parser_on_official_format(tmp_path, data_dir):
     assert list(arrays["classes"]) == list(data.CIFAR10_CLASSES)
 
 
-def test_load_cifar10_builds_npz_once(data_dir):
+def test_load_cifar10_builds_npz_once(data_dir, monkeypatch):
     data_dir.mkdir()
     make_cifar_tar(data_dir / "cifar-10-python.tar.gz")
+    monkeypatch.setattr(data, "CIFAR10_TAR", data.Remote("cifar-10-python.tar.gz", data.CIFAR10_TAR.urls,
+                                                         md5=data.md5sum(data_dir / "cifar-10-python.tar.gz")))
     first = data.load_cifar10()
     assert (data_dir / "cifar10.npz").exists()
     (data_dir / "cifar-10-python.tar.gz").unlink()  # the npz alone is enough from now on
@@ -137,3 +142,138 @@ def test_mnist_as_cifar_shape_channels_and_normalisation():
         assert torch.allclose(x[:, c], torch.full((2, 32, 32), (200 / 255 - CIFAR_MEAN[c]) / CIFAR_STD[c]))
     with pytest.raises(ValueError, match="28, 28"):
         data.mnist_as_cifar(np.zeros((2, 32, 32), dtype=np.uint8))
+
+
+# ------------------------------------------------------------------ hostile files, bad networks (issue 11)
+
+class Payload:
+    """Unpickling this runs a shell command that creates `marker`: what a planted file would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def add_to_tar(tar, name, raw):
+    info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+    info.size = len(raw)
+    tar.addfile(info, io.BytesIO(raw))
+
+
+def test_cifar_archive_with_a_payload_is_refused_before_it_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        add_to_tar(tar, "data_batch_1", pickle.dumps({b"data": Payload(marker)}))
+    with pytest.raises(data.CorruptFileError, match="md5.*nothing was unpickled"):
+        data.cifar10_from_tar(evil, md5=data.CIFAR10_TAR.md5)          # the md5 is checked first
+    with pytest.raises(data.CorruptFileError, match="refused to unpickle posix.system|refused to unpickle nt.system"):
+        data.cifar10_from_tar(evil, md5=None)                           # and the unpickler refuses it anyway
+    assert not marker.exists()
+
+
+def silent_server():
+    """A server on 127.0.0.1 that accepts connections (the kernel completes them) and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    return srv, f"http://127.0.0.1:{srv.getsockname()[1]}/"
+
+
+def test_a_silent_server_costs_at_most_the_download_budget(data_dir, monkeypatch):
+    srv, url = silent_server()
+    monkeypatch.setattr(data, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(data, "DOWNLOAD_BUDGET_S", 2.5)
+    monkeypatch.setattr(data, "MNIST_TEST_IMAGES", data.Remote(data.MNIST_TEST_IMAGES.path, (url + "a", url + "b")))
+    monkeypatch.setattr(data, "MNIST_TEST_LABELS", data.Remote(data.MNIST_TEST_LABELS.path, (url + "c", url + "d")))
+    start = time.monotonic()
+    with pytest.raises(data.DataUnavailableError, match="budget was spent") as err:
+        data.load_mnist_test()
+    assert time.monotonic() - start < 4.0 and "timed out" in str(err.value)   # 4 URLs × 1 s would be 4 s
+    monkeypatch.setattr(data, "TIKTOKEN_GPT2", tuple(data.Remote(r.path, (url + "bpe",), sha256=r.sha256)
+                                                     for r in data.TIKTOKEN_GPT2))
+    start = time.monotonic()
+    with pytest.raises(data.DataUnavailableError, match="tiktoken"):
+        data.gpt2_encoding()                                            # tiktoken never downloads by itself
+    assert time.monotonic() - start < 4.0
+    srv.close()
+
+
+def test_bpe_files_are_downloaded_by_our_downloader_and_checked(data_dir, tmp_path, monkeypatch):
+    src = tmp_path / "vocab.bpe"
+    src.write_text("not the vocabulary")
+    monkeypatch.setattr(data, "TIKTOKEN_GPT2", (data.Remote(data.TIKTOKEN_GPT2[0].path, (src.as_uri(),),
+                                                            sha256=data.TIKTOKEN_GPT2[0].sha256),))
+    with pytest.raises(data.CorruptFileError, match="sha256.*discarded"):
+        data.gpt2_encoding()
+    assert not (data_dir / "tiktoken").exists() or not any((data_dir / "tiktoken").iterdir())
+
+
+def test_offline_fix_names_the_actual_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_DATA_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(data, "MNIST_TEST_IMAGES", data.Remote(data.MNIST_TEST_IMAGES.path, ("file:///no/such/a",)))
+    with pytest.raises(data.DataUnavailableError, match=f"provision.py {tmp_path / 'elsewhere'}`"):
+        data.load_mnist_test()
+
+
+@pytest.mark.parametrize("content", ["hello", "README of some project\n" * 20, "half"])
+def test_a_wrong_alice_file_is_refused_on_every_load(data_dir, content):
+    data_dir.mkdir()
+    book = (PROVISIONED / "alice_in_wonderland.txt").read_text() if content == "half" else None
+    (data_dir / "alice_in_wonderland.txt").write_text(book[:len(book) // 2] if book else content)
+    with pytest.raises(data.CorruptFileError, match="does not look like the whole of Alice.*Fix: delete"):
+        data.load_alice()
+
+
+def test_a_failed_alice_download_is_deleted_and_said_so(data_dir, tmp_path, monkeypatch):
+    page = tmp_path / "page.html"
+    page.write_text("<html>Service unavailable</html>")
+    monkeypatch.setattr(data, "ALICE", data.Remote("alice_in_wonderland.txt", (page.as_uri(),)))
+    for _ in range(2):  # not stuck: the second run downloads again and fails the same way, not on a leftover
+        with pytest.raises(data.CorruptFileError, match="it was deleted, so the next run downloads it again"):
+            data.load_alice()
+        assert not list(data_dir.glob("alice*"))
+
+
+def test_the_good_alice_file_is_verified_once_per_version(data_dir, monkeypatch):
+    data_dir.mkdir()
+    book = (PROVISIONED / "alice_in_wonderland.txt").read_text()
+    (data_dir / "alice_in_wonderland.txt").write_text(book)
+    calls = []
+    real = data.check_alice_text
+    monkeypatch.setattr(data, "check_alice_text", lambda *a: calls.append(1) or real(*a))
+    assert data.load_alice() == book and data.load_alice() == book
+    assert len(calls) == 1                                              # cached by size and time
+    (data_dir / "alice_in_wonderland.txt").write_text(book.replace("THE END", "THE ENF"))
+    with pytest.raises(data.CorruptFileError, match="lacks 'THE END'"):
+        data.load_alice()
+
+
+def test_an_npz_without_the_cifar_keys_or_damaged_is_refused(data_dir):
+    data_dir.mkdir()
+    with open(data_dir / "cifar10.npz", "wb") as f:
+        np.savez(f, x_train=np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(data.CorruptFileError, match="no 'y_train'.*Fix: delete"):
+        data.load_cifar10()
+    (data_dir / "cifar10.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(data.CorruptFileError, match="cifar10.npz is damaged.*Fix: delete"):
+        data.load_cifar10()
+
+
+def test_existing_mnist_files_are_md5_checked(data_dir, monkeypatch):
+    (data_dir / "MNIST" / "raw").mkdir(parents=True)
+    write_idx(data_dir / data.MNIST_TEST_IMAGES.path, np.zeros((3, 28, 28)))
+    write_idx(data_dir / data.MNIST_TEST_LABELS.path, np.zeros(3))
+    with pytest.raises(data.CorruptFileError, match="t10k-images.*md5.*Fix: delete"):
+        data.load_mnist_test()
+
+
+@pytest.mark.parametrize("damage", ["not gzip", "truncated gzip"])
+def test_a_corrupt_idx_file_names_the_file_and_the_fix(tmp_path, damage):
+    path = tmp_path / "i.gz"
+    write_idx(path, np.zeros((3, 28, 28)))
+    path.write_bytes(b"plain bytes" if damage == "not gzip" else path.read_bytes()[:30])
+    with pytest.raises(data.CorruptFileError, match=f"{path} is damaged.*Fix: delete"):
+        data.read_idx(path)

@@ -1,4 +1,6 @@
+import getpass
 import json
+import tempfile
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -47,7 +49,8 @@ def test_start_seeds_everything(profile):
         helpers.start("99_nothing")
 
 
-def test_smoke_figures_never_touch_readme_figures(profile):
+def test_smoke_figures_never_touch_readme_figures(profile, monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))            # leave nothing in the real temp folder
     profile("smoke")
     helpers.start("01_diffusion", verbose=False)
     fig, ax = plt.subplots()
@@ -57,8 +60,12 @@ def test_smoke_figures_never_touch_readme_figures(profile):
     assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
     assert setup.figures_dir() not in path.parents
     assert not list(path.parent.glob("*.part"))
+    assert path.parent.parent.parent == tmp_path                       # <tmp>/aml-smoke-<user>-<checkout>/<nb>
+    assert path.parent.parent.name.startswith(f"aml-smoke-{getpass.getuser()}-")
     with pytest.raises(ValueError, match="plain file name"):
         helpers.save_fig("../escape")
+    with pytest.raises(ValueError, match="notebook name '../../etc' must be a plain file name"):
+        helpers.save_fig("x", notebook="../../etc")
 
 
 def test_default_figures_go_to_figures_dir(profile, monkeypatch, tmp_path):

@@ -17,14 +17,16 @@ def tiny_cfg(**kw):
 
 def test_killed_training_resumes_at_the_next_epoch_with_the_same_state(tmp_path, kill_on_call):
     images = tiny_images()
-    straight, hist = VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], progress=False)
+    straight, hist = VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], progress=False, deterministic=True)
     ckpt = tmp_path / "v.pt"
     undo = kill_on_call(VT, "loss_terms", 2)  # the test-set evaluation of epoch 2
     with pytest.raises(KeyboardInterrupt):
-        VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], checkpoint=ckpt, progress=False)
+        VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], checkpoint=ckpt, progress=False,
+                        deterministic=True)
     undo()
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1
-    resumed, hist2 = VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], checkpoint=ckpt, progress=False)
+    resumed, hist2 = VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], checkpoint=ckpt, progress=False,
+                                     deterministic=True)
     assert hist2["batch"]["loss"] == hist["batch"]["loss"] and hist2["test"] == hist["test"]
     for a, b in zip(resumed.state_dict().values(), straight.state_dict().values()):
         assert torch.equal(a, b)
