@@ -7,17 +7,23 @@ after each epoch as notebook 03 does (train features → test); probing time is 
 printed as it comes and appended to ``data/recipes/accuracy_curve_<profile>.jsonl``; the training checkpoints in
 ``data/checkpoints/curve_<profile>.pt`` let a stopped run resume.
 
-Run: AML_PROFILE=default .venv/bin/python benchmarks/vicreg_accuracy_curve.py
+Run: AML_PROFILE=default .venv/bin/python benchmarks/vicreg_accuracy_curve.py [--every N]
 """
+import argparse
 import json
 
 import torch
 
-from helpers import evaluation as E, setup, vicreg_models as M, vicreg_training as VT
+from helpers import setup, vicreg_models as M, vicreg_training as VT
 from helpers.data import load_cifar10
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=1, help="probe after every N-th epoch (and the last)")
+    args = parser.parse_args(argv)
+    if args.every < 1:
+        parser.error("--every must be >= 1")
     s = setup.settings("03_vicreg")
     cfg = M.model_config("vicreg", s)
     cifar = load_cifar10()
@@ -32,9 +38,9 @@ def main():
     print(f"{'epoch':>5} {'minutes':>8} {'probe':>7}")
 
     def probe(epoch, model, history):
-        f_train = VT.features(model.encoder, x_train, device)
-        f_test = VT.features(model.encoder, x_test, device)
-        acc = E.linear_probe(f_train, y_train, f_test, y_test, epochs=s.probe_epochs)["test_acc"]
+        if epoch % args.every and epoch != cfg.epochs:
+            return
+        acc = M.probe_accuracy(model.encoder, x_train, y_train, x_test, y_test, s.probe_epochs, device)
         row = {"epoch": epoch, "minutes": round(history["seconds"] / 60, 2), "probe_acc": round(acc, 4),
                "cpu": setup.cpu_name(), "device": str(device)}
         with log.open("a") as f:

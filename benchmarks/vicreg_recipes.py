@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from helpers import evaluation as E, setup, vicreg_training as VT
+from helpers import setup, vicreg_models as M, vicreg_training as VT
 from helpers.data import load_cifar10
 from helpers.vicreg import EncoderConfig
 
@@ -45,13 +45,6 @@ def recipe(name: str, epochs: int, seed: int = 0) -> VT.VICRegConfig:
 
 
 
-def probe_accuracy(encoder, cifar, epochs: int = 30) -> float:
-    """Notebook 03's protocol: linear probe on the 128-d representation, trained on train features only."""
-    f_train, f_test = VT.features(encoder, cifar["x_train"]), VT.features(encoder, cifar["x_test"])
-    return E.linear_probe(f_train, torch.as_tensor(cifar["y_train"]), f_test, torch.as_tensor(cifar["y_test"]),
-                          epochs=epochs)["test_acc"]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1, help="the image budget, in epochs of 50,000 images")
@@ -71,7 +64,8 @@ def main(argv=None):
         cfg = recipe(name, args.epochs)
         t0 = time.perf_counter()
         model, history = VT.train_vicreg(cifar["x_train"], cfg, progress=False, deterministic=False)
-        acc = probe_accuracy(model.encoder, cifar)
+        acc = M.probe_accuracy(model.encoder, cifar["x_train"], cifar["y_train"], cifar["x_test"], cifar["y_test"],
+                               epochs=30)
         row = {"name": name, "epochs": args.epochs, "probe_acc": round(acc, 4),
                "train_minutes": round(history["seconds"] / 60, 2),
                "images_per_second": round(args.epochs * len(cifar["x_train"]) / history["seconds"], 1),

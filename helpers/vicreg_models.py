@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import torch
 
 from . import results, setup
-from .evaluation import knn_graph
+from .evaluation import knn_graph, linear_probe
 from .vicreg import Encoder, EncoderConfig
 from .vicreg_training import VICRegConfig, features, train_vicreg
 
@@ -38,7 +38,9 @@ def model_config(name: str, s: SimpleNamespace, seed: int = 0) -> VICRegConfig:
         return VICRegConfig(encoder=enc, epochs=s.neighbour_epochs, batch_size=s.batch_size, lr=s.neighbour_lr,
                             schedule="constant", seed=seed + 2, bf16=s.bf16)
     return VICRegConfig(encoder=enc, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, schedule=s.schedule,
-                        mu=0.0 if name == "no_variance" else 25.0, seed=seed + (name == "no_variance"), bf16=s.bf16)
+                        warmup_epochs=s.warmup_epochs, optimizer=s.optimizer, weight_decay=s.weight_decay,
+                        blur=s.blur, mu=0.0 if name == "no_variance" else 25.0,
+                        seed=seed + (name == "no_variance"), bf16=s.bf16)
 
 
 def model_spec(name: str, s: SimpleNamespace, n_train: int, seed: int = 0) -> dict:
@@ -135,7 +137,7 @@ def load_weights(path: str | Path, spec: dict) -> tuple[Encoder, dict]:
 
 def load_or_train(name: str, cfg: VICRegConfig, images, test_images=None, neighbours=None, depends: dict | None = None,
                   device="cpu", retrain: bool = False, progress: bool = True,
-                  deterministic: bool = True) -> tuple[Encoder, dict]:
+                  deterministic: bool = True, callback=None) -> tuple[Encoder, dict]:
     """Load model `name` when its weights file matches `cfg` (and `depends`), otherwise train and save it.
 
     Training resumes from ``data/checkpoints/<name>_<profile>.pt`` after an interruption. The returned encoder is
@@ -148,10 +150,19 @@ def load_or_train(name: str, cfg: VICRegConfig, images, test_images=None, neighb
     if retrain:
         checkpoint.unlink(missing_ok=True)
     model, history = train_vicreg(images, cfg, test_images, checkpoint, device, progress, neighbours=neighbours,
-                                  deterministic=deterministic)
+                                  deterministic=deterministic, callback=callback)
     save_weights(path, model.encoder, spec, history)
     checkpoint.unlink(missing_ok=True)
     return load_weights(path, spec)
+
+
+def probe_accuracy(encoder: Encoder, x_train, y_train, x_test, y_test, epochs: int, device="cpu",
+                   seed: int = 0) -> float:
+    """Notebook 03's protocol: a linear probe on the encoder's representation, trained on the training features
+    only and scored on the test features (eval mode, no augmentation)."""
+    f_train, f_test = features(encoder, x_train, device), features(encoder, x_test, device)
+    return linear_probe(f_train, torch.as_tensor(y_train), f_test, torch.as_tensor(y_test), epochs=epochs,
+                        seed=seed)["test_acc"]
 
 
 def cached_features(encoder: Encoder, images, key: str, device="cpu") -> torch.Tensor:

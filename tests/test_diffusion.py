@@ -172,8 +172,27 @@ def test_optimise_noise_moves_the_sample_towards_the_target():
     assert losses[-1] < 0.01 * losses[0] and torch.allclose(final[0], torch.tensor([1.5, -1.0]), atol=0.1)
 
 
+def test_energy_floor_is_the_estimators_expectation():
+    assert abs(D.MEAN_DISTANCE_UNIT_SQUARE - 0.5214054) < 1e-7        # the classical constant
+    spread = D.energy_distance_spread(200, pairs=300, seed=1)
+    floor = D.energy_distance_floor(200)                                 # 2·1.0428/200 = 0.01043
+    assert abs(spread["mean"] - floor) < 3 * spread["sd"] / 300 ** 0.5, (spread, floor)
+
+
+def test_sampler_ablation_switches_one_change_at_a_time():
+    variants = D.sampler_variants()
+    assert variants["course"] == D.SAMPLERS["course"] and variants["ours"] == D.SAMPLERS["ours"]
+    for key, label in D.SAMPLER_CHANGES.items():
+        on, off = variants[f"course + {label}"], variants[f"ours − {label}"]
+        assert [k for k in on if on[k] != D.SAMPLERS["course"][k]] == [key]
+        assert [k for k in off if off[k] != D.SAMPLERS["ours"][k]] == [key]
+    assert torch.equal(D.generate(D.UniformDenoiser(), 50, 10, dict(D.SAMPLERS["ours"]), seed=2),
+                       D.generate(D.UniformDenoiser(), 50, 10, "ours", seed=2))
+    assert D.overshoot(torch.tensor([[0.5, 0.5], [1.2, 0.0], [-0.3, -1.05]])).tolist() == pytest.approx([0.2, 0.05])
+
+
 def test_optimal_denoiser_with_our_sampler_reaches_the_energy_floor():
-    floor = D.energy_distance_floor(1000, pairs=10)
+    floor = D.energy_distance_floor(1000)
     assert 0.0 < floor < 0.005
     q = D.mean_quality(D.UniformDenoiser(), "ours", steps=50, n=1000, seeds=range(3))
     assert q["frac_in_square"] > 0.995 and q["energy_distance"] < 2 * floor, (q, floor)

@@ -12,6 +12,7 @@ from helpers import vicreg_training as VT
 def tiny_settings(**kw):
     return SimpleNamespace(**{**dict(width=4, stem_stride=2, epochs=2, batch_size=16, lr=1e-3, schedule="cosine",
                                      neighbour_epochs=1, neighbour_lr=3e-4, retrain=False, bf16=False,
+                                     warmup_epochs=1.0, optimizer="adam", weight_decay=1e-6, blur=True,
                                      deterministic=True), **kw})
 
 
