@@ -85,21 +85,13 @@ def _missing_message(missing: list[Remote], errors: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _digest(path: str | Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def md5sum(path: str | Path) -> str:
-    return _digest(path, "md5")
+    return results.file_digest(path, "md5")
 
 
 def _check_sums(path: Path, remote: Remote, what: str) -> None:
     for algorithm, expected in (("md5", remote.md5), ("sha256", remote.sha256)):
-        if expected is not None and (got := _digest(path, algorithm)) != expected:
+        if expected is not None and (got := results.file_digest(path, algorithm)) != expected:
             raise CorruptFileError(f"checksum mismatch for {what}: {algorithm} {got}, expected {expected}")
 
 

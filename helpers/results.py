@@ -31,6 +31,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file (``hashlib`` algorithm name), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def sweep_stale_parts(path: str | Path) -> list[Path]:
     """Delete the temporary files that killed writers of `path` left behind (``.<name>.<pid>.*.part`` of a process
     that no longer runs); returns what it deleted."""

@@ -62,11 +62,7 @@ MANIFEST = "SHA256SUMS"
 
 
 def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return results.file_digest(path, "sha256")
 
 
 def read_manifest(folder: str | Path) -> dict[str, str]:
