@@ -8,7 +8,6 @@ import json
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
