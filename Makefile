@@ -1,12 +1,13 @@
-# The workbook's two main commands: `make figures` (README figures and metrics, default profile)
-# and `make test` (unit tests plus every notebook executed with nbval in the smoke profile).
+# The workbook's main commands: `make lab` (JupyterLab in the project's environment), `make figures` (README
+# figures and metrics, default profile) and `make test` (unit tests plus every notebook executed with nbval in the
+# smoke profile).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 SHARED_DATA := ../shared/data/provision.py
 
-.PHONY: venv data test figures check-answers weights benchmarks clean-notebooks
+.PHONY: venv data lab test figures check-answers book weights benchmarks clean-notebooks
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,15 @@ venv: $(VENV)/.installed
 data: venv
 	@if [ -f $(SHARED_DATA) ]; then $(PY) $(SHARED_DATA) $${AML_DATA_DIR:-data}; \
 	else echo "no $(SHARED_DATA): the loaders will download what they need"; fi
+
+# JupyterLab from the project's environment: the notebooks' `python3` kernel resolves to .venv's Python (the
+# environment's kernel specs come first), and the kernel inherits AML_PROFILE and AML_DATA_DIR from this shell.
+# LAB_ARGS passes options, e.g. `make lab LAB_ARGS=--no-browser`; as root (a container) it adds --allow-root.
+LAB_ARGS ?=
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: venv
+	@echo "profile $${AML_PROFILE:-default}, data $${AML_DATA_DIR:-data}; Ctrl-C twice stops JupyterLab"
+	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab $(ROOT_ARG) $(LAB_ARGS) notebooks/
 
 test: venv
 	AML_PROFILE=smoke $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
@@ -42,6 +52,10 @@ figures: venv
 # The answer check alone, on notebooks `make figures` has executed.
 check-answers: venv
 	$(PY) -m helpers.answers $(foreach nb,$(CHECKED),$(EXECUTED)/$(nb).ipynb)
+
+# The notebooks `make figures` executed, as a static HTML site in build/book/ (index + one page per notebook).
+book: venv
+	$(PY) -m helpers.book $(EXECUTED) --out build/book
 
 # Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: ~75 min on 2 cores).
 weights: venv data

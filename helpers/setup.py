@@ -16,6 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from . import environment
+
 PROFILES = ("smoke", "default", "full")
 
 # Every size that differs between profiles, per notebook. `smoke` proves that each cell runs (CI),
@@ -176,7 +178,8 @@ def start(notebook: str, seed: int = 0, verbose: bool = True) -> Run:
     set_style()
     _current = run
     if verbose:
-        print(f"notebook {notebook} | profile {run.profile} | device {run.device} | seed {seed}")
+        print(f"notebook {notebook} | profile {run.profile} | seed {seed} | data {data_dir()}")
+        print("\n".join(environment.report(run.device.type, torch.get_num_threads(), cpu_name())))
         for key, value in vars(run.cfg).items():
             print(f"  {key:>20} = {value}")
     return run
