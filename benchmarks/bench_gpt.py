@@ -32,12 +32,7 @@ def run(name, model_overrides, bf16, train_tokens, val_tokens, steps, batch_size
             group["lr"] = T.lr_at(step, cfg)
         x, y = T.get_batch(train_tokens, batch_size, model.config.block_size, g)
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        T.train_step(model, opt, x, y, cfg, bf16)      # the step the notebook trains with
         times.append(time.perf_counter() - start)
     steady = sorted(times[2:])[: max(1, len(times[2:]) // 2)]  # the faster half of the steps after warm-up
     tokens_per_s = batch_size * model.config.block_size / (sum(steady) / len(steady))

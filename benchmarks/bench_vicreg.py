@@ -16,7 +16,7 @@ import torch
 
 from helpers import vicreg_training as VT
 from helpers.setup import bf16_fast, cpu_name, pick_device
-from helpers.vicreg import EncoderConfig
+from helpers.vicreg import EncoderConfig, VICReg, to_float
 
 ENCODERS = [(32, 2), (16, 1), (24, 1), (64, 1)]  # (width, first-convolution stride); (64, 1) is the course's
 
@@ -27,13 +27,13 @@ def images_per_second(width: int, stride: int, images, steps: int, device, deter
     cfg = VT.VICRegConfig(encoder=EncoderConfig(width=width, stem_stride=stride), batch_size=batch, lr=1e-3)
     fmt = VT.memory_format(deterministic, width)
     torch.manual_seed(0)
-    model = VT.VICReg(cfg.encoder).to(device, memory_format=fmt)
+    model = VICReg(cfg.encoder).to(device, memory_format=fmt)
     opt = VT.make_optimizer(model, cfg)
     step_model = torch.compile(model) if compile else model
     g = torch.Generator().manual_seed(0)
     total, aug, warmup = [], [], 3 if compile else 2
     for i in range(steps + warmup):
-        x = VT.to_float(images[i * batch % len(images):][:batch], device, fmt)
+        x = to_float(images[i * batch % len(images):][:batch], device, fmt)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ import torch
 
 from helpers import setup, vicreg_models as M, vicreg_training as VT
 from helpers.data import load_cifar10
+from helpers.vicreg import VICReg
 
 
 def main(argv=None):
@@ -48,7 +49,7 @@ def main(argv=None):
         print(f"{epoch:5d} {row['minutes']:8.1f} {acc:7.1%}", flush=True)
 
     torch.manual_seed(cfg.seed)
-    probe(0, VT.VICReg(cfg.encoder).to(device), {"seconds": 0.0})
+    probe(0, VICReg(cfg.encoder).to(device), {"seconds": 0.0})
     VT.train_vicreg(x_train, cfg, checkpoint=setup.data_dir() / "checkpoints" / f"curve_{setup.profile()}.pt",
                     device=device, callback=probe, deterministic=s.deterministic)
 

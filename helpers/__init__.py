@@ -1,16 +1,32 @@
 """Helpers for the Advanced Machine Learning workbook: the notebooks stay thin, the logic lives here.
 
-Modules: `environment` (packages and versions), `setup` (profile, seeding, device, paths), `data` (loaders and
-downloads), `plotting` (style, `save_fig`), `results` (metrics file, checkpoints), `readme` (results table), `diffusion`,
-`gpt`, `gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`, `vicreg_models`, `embeddings`,
-`evaluation`.
+Modules, lowest layer first (each imports only modules above it in this list): `environment` (packages and
+versions), `storage` (atomic writes, checkpoints), `setup` (profile, settings, seeding, device, paths), `results`
+(metrics file), `plotting`, `data`, `training` (schedule, resumable state), `evaluation`, `diffusion`, `gpt`,
+`gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`, `vicreg_models`, `embeddings`, `readme`, `answers`,
+`book`. This package's `start` sits on top of them all.
 """
 from .environment import require
 
 require()  # one message naming every missing package, before torch & co. are imported
 
-from .plotting import save_fig  # noqa: E402
+import torch  # noqa: E402
+
+from . import environment, setup  # noqa: E402
+from .plotting import save_fig, set_style  # noqa: E402
 from .results import record_metrics  # noqa: E402
-from .setup import profile, start  # noqa: E402
+from .setup import profile  # noqa: E402
 
 __all__ = ["start", "profile", "save_fig", "record_metrics"]
+
+
+def start(notebook: str, seed: int = 0, verbose: bool = True) -> setup.Run:
+    """Set up a notebook in one call: profile, seeds, device, plot style; prints what it chose and the environment."""
+    run = setup.begin(notebook, seed)
+    set_style()
+    if verbose:
+        print(f"notebook {notebook} | profile {run.profile} | seed {seed} | data {setup.data_dir()}")
+        print("\n".join(environment.report(run.device.type, torch.get_num_threads(), setup.cpu_name())))
+        for key, value in vars(run.cfg).items():
+            print(f"  {key:>20} = {value}")
+    return run

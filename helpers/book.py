@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from . import results, setup
+from . import results, setup, storage
 
 # name: (title, one line). The order is the book's.
 CHAPTERS = {
@@ -111,7 +111,7 @@ def export(nb: nbformat.NotebookNode, title: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    results.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    storage.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def build(executed: str | Path, out: str | Path, metrics: dict | None = None) -> list[Path]:

@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tiktoken
+import torch
+import torch.nn.functional as F
 
-from . import results, setup
-from .results import CorruptFileError
+from . import setup, storage
+from .storage import CorruptFileError
 
 # How long a loader waits for the network in all before its offline error, and for any one connection or read.
 DOWNLOAD_BUDGET_S = 60.0
@@ -85,12 +88,12 @@ def _missing_message(missing: list[Remote], errors: list[str]) -> str:
 
 
 def md5sum(path: str | Path) -> str:
-    return results.file_digest(path, "md5")
+    return storage.file_digest(path, "md5")
 
 
 def _check_sums(path: Path, remote: Remote, what: str) -> None:
     for algorithm, expected in (("md5", remote.md5), ("sha256", remote.sha256)):
-        if expected is not None and (got := results.file_digest(path, algorithm)) != expected:
+        if expected is not None and (got := storage.file_digest(path, algorithm)) != expected:
             raise CorruptFileError(f"checksum mismatch for {what}: {algorithm} {got}, expected {expected}")
 
 
@@ -109,7 +112,7 @@ def download(url: str, dest: str | Path, md5: str | None = None, timeout: float 
         except CorruptFileError as err:
             raise CorruptFileError(f"{err}; the download was discarded") from None
 
-    return results.atomic_write(dest, write)
+    return storage.atomic_write(dest, write)
 
 
 def fetch(*remotes: Remote, budget: float | None = None) -> list[Path]:
@@ -166,7 +169,7 @@ def verified(path: Path, check, kind: str) -> None:
     check(path)
     seen[key] = stamp
     try:
-        results.atomic_write(record, lambda tmp: tmp.write_text(json.dumps(seen, indent=1)))
+        storage.atomic_write(record, lambda tmp: tmp.write_text(json.dumps(seen, indent=1)))
     except OSError:
         pass  # a read-only data folder: verify again next time
 
@@ -219,7 +222,7 @@ def load_alice() -> str:
         except CorruptFileError as err:
             raw.unlink(missing_ok=True)
             raise CorruptFileError(f"{err}; it was deleted, so the next run downloads it again") from None
-        results.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        storage.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         raw.unlink()
 
     def check(p: Path) -> None:
@@ -331,7 +334,7 @@ def load_cifar10() -> dict[str, np.ndarray]:
             with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
                 np.savez(f, **arrays)
 
-        results.atomic_write(path, write)
+        storage.atomic_write(path, write)
     arrays = _read_npz(path)
     try:
         check_cifar10(arrays, str(path))
@@ -388,8 +391,6 @@ def gpt2_encoding():
     """tiktoken's GPT-2 byte-pair encoding. Its two files are fetched by our own downloader (bounded wait, sha256,
     atomic) into ``<data>/tiktoken``, named as tiktoken caches them, and checked on every load; tiktoken then reads
     them from ``TIKTOKEN_CACHE_DIR`` and never touches the network itself."""
-    import tiktoken
-
     paths = fetch(*TIKTOKEN_GPT2)
     for path, remote in zip(paths, TIKTOKEN_GPT2):
         verified(path, lambda p, r=remote: _check_file(p, r), "sha256")
@@ -400,9 +401,6 @@ def gpt2_encoding():
 def mnist_as_cifar(images: np.ndarray) -> np.ndarray:
     """MNIST digits (N, 28, 28) uint8 as CIFAR-shaped images (N, 32, 32, 3) uint8: bilinear resize to 32×32 and
     the grey channel replicated three times. The CIFAR normalisation is applied downstream, as for CIFAR."""
-    import torch
-    import torch.nn.functional as F
-
     x = np.asarray(images)
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
         raise ValueError(f"MNIST images must be uint8 (N, 28, 28), got {x.dtype} {x.shape}")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .evaluation import energy_distance
+from .training import warmup_cosine
 
 SIGMA_RATE = 5.0  # σ(t) = exp(SIGMA_RATE·(t − 1))
 DATA_VAR = 1.0 / 3.0  # per-coordinate variance of the uniform distribution on [-1, 1]
@@ -213,8 +214,7 @@ def train(model: nn.Module, x0: torch.Tensor, epochs: int, cls=None, lr: float =
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n_batches = epochs * math.ceil(len(x0) / (batch_size or len(x0)))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / n_batches)) if cosine else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: warmup_cosine(k, n_batches) if cosine else 1.0)
     batch_size = batch_size or len(x0)
     losses = []
     model.train()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
+from sklearn.manifold import SpectralEmbedding
 
-from .vicreg import normalize, vicreg_loss
+from .vicreg import normalize, to_float, vicreg_loss
 
 
 class RandomCNN(nn.Module):
@@ -33,8 +34,6 @@ class RandomCNN(nn.Module):
 @torch.no_grad()
 def random_cnn_features(images: np.ndarray, seed: int = 0, out_dim: int = 1024, batch_size: int = 1000) -> torch.Tensor:
     """Features of uint8 (N, 32, 32, 3) images under an untrained `RandomCNN` initialised with `seed`."""
-    from .vicreg_training import to_float
-
     with torch.random.fork_rng():  # leaves the global generator as it was
         torch.manual_seed(seed)
         net = RandomCNN(out_dim=out_dim).eval()
@@ -46,8 +45,6 @@ def laplacian_eigenmaps(features: torch.Tensor, n_components: int = 64, n_neighb
                         seed: int = 0) -> np.ndarray:
     """Laplacian eigenmaps (Belkin & Niyogi 2003) with scikit-learn's `SpectralEmbedding`: the bottom eigenvectors
     of the normalised Laplacian of the symmetrised `n_neighbors`-NN graph of `features`. (N, n_components)."""
-    from sklearn.manifold import SpectralEmbedding
-
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or n_components >= len(x) or n_neighbors >= len(x):
         raise ValueError(f"need (N, d) features with N > n_components ({n_components}) and n_neighbors "

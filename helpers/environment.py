@@ -8,6 +8,7 @@ versions differ from the pins of ``requirements.txt`` (the results were measured
 from __future__ import annotations
 
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -81,5 +82,4 @@ def report(device: str, threads: int, cpu: str) -> list[str]:
 
 
 def _python() -> str:
-    import sys
     return sys.executable or "python"

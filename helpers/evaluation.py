@@ -5,6 +5,9 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from sklearn.manifold import TSNE
+from sklearn.metrics import roc_auc_score, roc_curve, silhouette_score
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -137,8 +140,6 @@ def split_probe(x: torch.Tensor, y: torch.Tensor, test_fraction: float = 0.1, se
 
 def roc(normal_scores, anomaly_scores) -> dict:
     """ROC curve and AUC (scikit-learn) of an anomaly score, higher = more anomalous; anomalies are positives."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     normal, anomaly = np.asarray(normal_scores, dtype=np.float64), np.asarray(anomaly_scores, dtype=np.float64)
     if not len(normal) or not len(anomaly):
         raise ValueError("the ROC needs both normal and anomalous scores")
@@ -150,8 +151,6 @@ def roc(normal_scores, anomaly_scores) -> dict:
 
 def kmeans(features, n_clusters: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """K-means (scikit-learn, k-means++ with 10 restarts): cluster labels (N,) and centres (n_clusters, d)."""
-    from sklearn.cluster import KMeans
-
     km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(np.asarray(features, dtype=np.float32))
     return km.labels_, km.cluster_centers_
 
@@ -167,8 +166,6 @@ def centres_in_plane(embedded: np.ndarray, labels: np.ndarray, n_clusters: int) 
 def silhouette(features, labels, sample: int | None = None, seed: int = 0) -> float:
     """Mean silhouette coefficient (Rousseeuw 1987) in the original feature space, on a random `sample` of the
     points when given (the exact score needs all N² distances)."""
-    from sklearn.metrics import silhouette_score
-
     x, labels = np.asarray(features, dtype=np.float32), np.asarray(labels)
     sample = None if sample is None or sample >= len(x) else sample
     return float(silhouette_score(x, labels, sample_size=sample, random_state=seed))
@@ -177,8 +174,6 @@ def silhouette(features, labels, sample: int | None = None, seed: int = 0) -> fl
 def tsne(features, seed: int = 0) -> np.ndarray:
     """t-SNE to 2-D (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut, PCA initialisation): (N, 2).
     Perplexity 30, or (N − 1)/3 for small sets."""
-    from sklearn.manifold import TSNE
-
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2 or len(x) < 4:
         raise ValueError(f"t-SNE needs (N, d) features with N ≥ 4, got {x.shape}")

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import results
+from . import storage
+from .training import restore, save, warmup_cosine
 from .setup import bf16_fast
 from .gpt import GPT, GPTConfig
 
@@ -56,11 +57,8 @@ def get_batch(tokens: torch.Tensor, batch_size: int, block: int, generator=None)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to cfg.lr, then half-cosine decay to cfg.lr·min_lr_ratio at max_steps."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    """`warmup_cosine`: linear warm-up to cfg.lr, then half-cosine decay to cfg.lr·min_lr_ratio at max_steps."""
+    return cfg.lr * warmup_cosine(step, cfg.max_steps, cfg.warmup, cfg.min_lr_ratio)
 
 
 @torch.no_grad()
@@ -101,6 +99,22 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
 
 
+def train_step(model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+               bf16: bool = False) -> float:
+    """One optimisation step on a batch of token windows x, targets y (B, T): forward (bf16 autocast if asked),
+    backward, gradient clipping at ``cfg.grad_clip``, AdamW step. Returns the loss; a non-finite loss raises before
+    the weights are touched."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        _, loss = model(x, y)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the loss became {loss.item()}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss.item()
+
+
 def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg: TrainConfig,
           checkpoint: str | Path | None = None, resume: bool = True, progress: bool = True) -> dict:
     """Train `model`; every cfg.eval_every steps estimate the training loss and compute the validation loss.
@@ -124,18 +138,10 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
     history = {"step": [], "train_loss": [], "val_loss": [], "best_step": None, "best_val_loss": math.inf,
                "bf16": bf16, "seconds": 0.0}
     best_state, step = None, 0
-    checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint and resume and checkpoint.exists():
-        state = results.load_checkpoint(checkpoint, map_location=device)
-        if state.get("config") != asdict(model.config) or state.get("train_config") != asdict(cfg):
-            diff = results.dict_diff({"model": state.get("config") or {}, "train": state.get("train_config") or {}},
-                                     {"model": asdict(model.config), "train": asdict(cfg)})
-            raise ValueError(f"{checkpoint} was written for another configuration ({diff}); delete it or pass "
-                             "resume=False")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        g.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])  # dropout draws from the global generator
+    expected = {"config": asdict(model.config), "train_config": asdict(cfg)}
+    state = restore(checkpoint if resume else None, expected, model, opt, g, device,
+                    fix="delete it or pass resume=False")
+    if state is not None:
         history, best_state, step = state["history"], state["best_model"], state["step"]
 
     model.train()
@@ -145,15 +151,10 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         x, y = get_batch(train_tokens, cfg.batch_size, model.config.block_size, g)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            _, loss = model(x.to(device), y.to(device))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step}: lower the learning rate or "
-                                     "check the inputs")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        try:
+            train_step(model, opt, x.to(device), y.to(device), cfg, bf16)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"{err} at step {step}: lower the learning rate or check the inputs") from None
         step += 1
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
@@ -168,10 +169,7 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
             if checkpoint:
-                results.save_checkpoint(checkpoint, config=asdict(model.config), train_config=asdict(cfg),
-                                        model=model.state_dict(), best_model=best_state, optimizer=opt.state_dict(),
-                                        generator=g.get_state(), torch_rng=torch.get_rng_state(), history=history,
-                                        step=step)
+                save(checkpoint, expected, model, opt, g, best_model=best_state, history=history, step=step)
     bar.close()
     history["seconds"] = time.perf_counter() - start
     history["tokens_per_second"] = (cfg.max_steps * cfg.batch_size * model.config.block_size) / history["seconds"]
@@ -183,7 +181,7 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
 
 def load_model(checkpoint: str | Path, best: bool = True) -> GPT:
     """A model rebuilt from a checkpoint's config, with its best (or latest) weights."""
-    state = results.load_checkpoint(checkpoint)
+    state = storage.load_checkpoint(checkpoint)
     if not {"config", "model", "best_model"} <= set(state) or not isinstance(state["config"], dict) \
             or set(state["config"]) - set(asdict(GPTConfig())):
         raise ValueError(f"{checkpoint} is not a GPT checkpoint of this workbook (it holds {sorted(state)}); "

@@ -4,16 +4,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 
-from . import results, setup
+from . import setup, storage
 
 
 def set_style() -> None:
     """The workbook's plot style (seaborn's whitegrid with a colour-blind safe palette)."""
-    import seaborn as sns
-
     sns.set_theme(style="whitegrid", palette="colorblind", context="notebook")
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "savefig.bbox": "tight",
                          "axes.titlesize": "medium"})
@@ -30,7 +30,7 @@ def figure_path(name: str, notebook: str | None = None) -> Path:
         if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or ".." in value:
             raise ValueError(f"{what} {value!r} must be a plain file name such as 'samples_grid' "
                              "(letters, digits, '_', '-', '.'; no folders)")
-    return results.output_dir() / notebook / f"{name}.png"
+    return setup.output_dir() / notebook / f"{name}.png"
 
 
 def save_fig(name: str, fig: plt.Figure | None = None, notebook: str | None = None) -> Path:
@@ -40,7 +40,7 @@ def save_fig(name: str, fig: plt.Figure | None = None, notebook: str | None = No
     """
     fig = fig or plt.gcf()
     path = figure_path(name, notebook)
-    results.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    storage.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path
 
 
@@ -66,8 +66,6 @@ def colored_tokens(ax, tokens: list[str], scores, cmap: str = "Reds", width: int
 
     `highlight` outlines one token (e.g. the query). Returns the colour-mapping ScalarMappable for a colorbar.
     """
-    import matplotlib as mpl
-
     scores = np.asarray(scores, dtype=float)
     if len(scores) != len(tokens):
         raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
@@ -93,8 +91,6 @@ def colored_tokens(ax, tokens: list[str], scores, cmap: str = "Reds", width: int
 def class_scatter(ax, points, labels, names=None, title: str | None = None, centres=None, s: float = 4,
                   legend: bool = True, palette: str = "tab10"):
     """2-D points coloured by integer label (one colour per label, seaborn `palette`), optional centres in black."""
-    import seaborn as sns
-
     points, labels = np.asarray(points), np.asarray(labels)
     n = int(labels.max()) + 1
     palette = sns.color_palette(palette if n <= 10 else "husl", n)

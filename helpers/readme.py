@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import results, setup
+from . import results, setup, storage
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -47,7 +47,7 @@ def update_readme(readme: Path | None = None, metrics_file: Path | None = None) 
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]
     new = f"{head}{START}\n{results_table(metrics)}{END}{tail}"
-    results.atomic_write(readme, lambda tmp: tmp.write_text(new))
+    storage.atomic_write(readme, lambda tmp: tmp.write_text(new))
     return new
 
 

@@ -1,101 +1,19 @@
-"""Atomic writes, the metrics file the README reads, and checkpoints that load without running code."""
+"""The metrics file the README reads (``figures/metrics.json``, or the smoke profile's temporary folder)."""
 from __future__ import annotations
 
 import datetime as _dt
-import getpass
-import hashlib
 import json
-import os
-import pickle
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from . import setup
-
-
-class CorruptFileError(ValueError):
-    """A file of the workbook (data, weights, checkpoint, cache) is damaged, unsafe or not what it should be."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """The hex digest of a file (``hashlib`` algorithm name), read in 1 MiB blocks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sweep_stale_parts(path: str | Path) -> list[Path]:
-    """Delete the temporary files that killed writers of `path` left behind (``.<name>.<pid>.*.part`` of a process
-    that no longer runs); returns what it deleted."""
-    path = Path(path)
-    swept = []
-    for part in path.parent.glob(f".{path.name}.*.part"):
-        pid = part.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            part.unlink(missing_ok=True)
-            swept.append(part)
-    return swept
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside `path`, fsync it, then rename it over `path`.
-
-    A crash leaves either the old file or the new one, never half of one. The temporary file is removed when
-    `write` fails; one left by a killed process is swept on the next write of the same `path`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_parts(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give them the usual permissions
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def output_dir() -> Path:
-    """Where figures and metrics go: ``figures/`` except in the smoke profile, a temporary folder of this user and
-    this checkout (two users or two clones never share it)."""
-    if setup.profile() == "smoke":
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = str(os.getuid()) if hasattr(os, "getuid") else "user"
-        checkout = hashlib.sha1(str(setup.repo_root()).encode()).hexdigest()[:10]
-        return Path(tempfile.gettempdir()) / f"aml-smoke-{user}-{checkout}"
-    return setup.figures_dir()
-
-
-def metrics_path() -> Path:
-    return output_dir() / "metrics.json"
+from .storage import atomic_write
 
 
 def load_metrics(path: str | Path | None = None) -> dict:
-    path = Path(path) if path else metrics_path()
+    path = Path(path) if path else setup.metrics_path()
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -122,7 +40,7 @@ def record_metrics(notebook: str | None = None, path: str | Path | None = None, 
     notebook = notebook or (run.notebook if run else None)
     if notebook is None:
         raise ValueError("record_metrics needs a notebook name: call helpers.start(...) first or pass notebook=")
-    path = Path(path) if path else metrics_path()
+    path = Path(path) if path else setup.metrics_path()
     metrics = load_metrics(path)
     entry = metrics.get(notebook, {})
     entry.update({k: _jsonable(v) for k, v in values.items()})
@@ -132,46 +50,3 @@ def record_metrics(notebook: str | None = None, path: str | Path | None = None, 
     text = json.dumps(dict(sorted(metrics.items())), indent=2) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return metrics[notebook]
-
-
-def save_checkpoint(path: str | Path, **state: Any) -> Path:
-    """`torch.save` a dict (model state, config, optimiser, step...) atomically. Only tensors, numbers, strings,
-    None, lists, tuples and dicts, so that `load_checkpoint` reads it back without unpickling code."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    fix: str = "delete it and run again") -> dict:
-    """A file written by `save_checkpoint`, read with ``weights_only=True``: a file that holds any other Python
-    object (a planted ``__reduce__`` payload, say) is refused before anything in it runs. A damaged or foreign file
-    raises `CorruptFileError` naming the file, what is wrong and `fix`."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        # TorchVersion (a str subclass) is what older files stored as torch.__version__: harmless to allow
-        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CorruptFileError(f"{path} was refused: it holds Python objects other than tensors, numbers, "
-                                   f"strings, lists and dicts, and loading it could run code. Fix: {fix}") from None
-        raise CorruptFileError(f"{path} is not a readable torch file ({err}). Fix: {fix}") from None
-    except Exception as err:  # RuntimeError (zip reader), EOFError, KeyError (legacy format), BadZipFile...
-        raise CorruptFileError(f"{path} is damaged or truncated ({type(err).__name__}: "
-                               f"{str(err).splitlines()[0] if str(err) else 'no detail'}). Fix: {fix}") from None
-    if not isinstance(state, dict):
-        raise CorruptFileError(f"{path} does not hold a checkpoint (a dict), but {type(state).__name__}. Fix: {fix}")
-    return state
-
-
-def dict_diff(saved: dict, wanted: dict, prefix: str = "") -> str:
-    """The settings where two (nested) configuration dicts differ, as ``key: saved X, wanted Y; ...``."""
-    out = []
-    for k in sorted(set(saved) | set(wanted)):
-        a, b = saved.get(k), wanted.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.append(dict_diff(a, b, f"{prefix}{k}."))
-        elif a != b:
-            out.append(f"{prefix}{k}: saved {a!r}, wanted {b!r}")
-    return "; ".join(o for o in out if o)

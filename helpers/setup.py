@@ -1,14 +1,18 @@
-"""Profile, seeding, device and paths: everything a notebook's first cell needs.
+"""Profile, settings, seeding, device and paths: the state a notebook's first cell sets up.
 
 The profile is read once from ``AML_PROFILE`` (``smoke`` | ``default`` | ``full``) and decides the size
-of every experiment. Each notebook calls :func:`start` once; it seeds every generator, picks the device,
-sets the plot style and prints the settings it will use.
+of every experiment. Each notebook calls ``helpers.start`` once, which calls :func:`begin` here (seeds, device,
+settings), sets the plot style and prints what it chose.
 """
 from __future__ import annotations
 
 import functools
+import getpass
+import hashlib
 import os
+import platform
 import random
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +20,6 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from . import environment
 
 PROFILES = ("smoke", "default", "full")
 
@@ -100,6 +103,23 @@ def figures_dir() -> Path:
     return repo_root() / "figures"
 
 
+def output_dir() -> Path:
+    """Where figures and metrics go: ``figures/`` except in the smoke profile, a temporary folder of this user and
+    this checkout (two users or two clones never share it)."""
+    if profile() == "smoke":
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+        checkout = hashlib.sha1(str(repo_root()).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"aml-smoke-{user}-{checkout}"
+    return figures_dir()
+
+
+def metrics_path() -> Path:
+    return output_dir() / "metrics.json"
+
+
 def weights_dir() -> Path:
     """Committed trained weights the notebooks load (always inside the repository)."""
     return repo_root() / "data" / "weights"
@@ -141,7 +161,6 @@ def cpu_name() -> str:
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        import platform
         return platform.processor() or platform.machine()
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
@@ -168,18 +187,11 @@ def current_run() -> Run | None:
     return _current
 
 
-def start(notebook: str, seed: int = 0, verbose: bool = True) -> Run:
-    """Set up a notebook in one call: profile, seeds, device, plot style; prints what it chose."""
-    from .plotting import set_style
-
+def begin(notebook: str, seed: int = 0) -> Run:
+    """Read the profile and settings of `notebook`, seed every generator and pick the device: the state that
+    `helpers.start` (which also sets the plot style and prints it) and `record_metrics` share."""
     global _current
     run = Run(notebook, profile(), pick_device(), seed, settings(notebook))
     seed_everything(seed)
-    set_style()
     _current = run
-    if verbose:
-        print(f"notebook {notebook} | profile {run.profile} | seed {seed} | data {data_dir()}")
-        print("\n".join(environment.report(run.device.type, torch.get_num_threads(), cpu_name())))
-        for key, value in vars(run.cfg).items():
-            print(f"  {key:>20} = {value}")
     return run

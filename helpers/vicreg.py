@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -109,6 +110,18 @@ def projector(cfg: EncoderConfig) -> nn.Sequential:
 
 # -------------------------------------------------------------------------------------- augmentations
 
+class VICReg(nn.Module):
+    """Encoder (the representation) followed by the projector (where the loss is computed)."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.encoder = Encoder(cfg)
+        self.projector = projector(cfg)
+
+    def forward(self, x):
+        return self.projector(self.encoder(x))
+
+
 def _uniform(n: int, lo: float, hi: float, g, device) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g).to(device)
 
@@ -183,6 +196,15 @@ def gaussian_blur(x: torch.Tensor, p: float = 0.5, sigma=(0.1, 2.0), generator=N
     blurred = F.conv2d(F.pad(x.reshape(1, B * C, H, W), (1, 1, 1, 1), mode="reflect"), kernel.to(x), groups=B * C)
     apply = _coin(B, p, generator, x.device)[:, None, None, None]
     return torch.where(apply, blurred.reshape(B, C, H, W), x)
+
+
+def to_float(images: np.ndarray | torch.Tensor, device,
+             memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 (N, 32, 32, 3) → float (N, 3, 32, 32) in [0, 1] on `device`, in `memory_format`."""
+    x = torch.as_tensor(images)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
+    return x.to(device).permute(0, 3, 1, 2).float().contiguous(memory_format=memory_format) / 255.0
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

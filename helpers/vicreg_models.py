@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 import torch
 
-from . import results, setup
+from . import setup, storage
+from .data import load_cifar10
 from .evaluation import knn_graph, linear_probe
 from .vicreg import Encoder, EncoderConfig
 from .vicreg_training import VICRegConfig, features, train_vicreg
@@ -54,7 +55,7 @@ def model_spec(name: str, s: SimpleNamespace, n_train: int, seed: int = 0) -> di
 
 def weights_path(name: str) -> Path:
     """``data/weights/<name>_<profile>.pt``; in the smoke profile a temporary folder (nothing is shipped)."""
-    folder = results.output_dir() / "weights" if setup.profile() == "smoke" else setup.weights_dir()
+    folder = setup.output_dir() / "weights" if setup.profile() == "smoke" else setup.weights_dir()
     return folder / f"{name}_{setup.profile()}.pt"
 
 
@@ -62,7 +63,7 @@ MANIFEST = "SHA256SUMS"
 
 
 def sha256(path: str | Path) -> str:
-    return results.file_digest(path, "sha256")
+    return storage.file_digest(path, "sha256")
 
 
 def read_manifest(folder: str | Path) -> dict[str, str]:
@@ -79,7 +80,7 @@ def record_in_manifest(path: str | Path) -> None:
     path = Path(path)
     sums = {**read_manifest(path.parent), path.name: sha256(path)}
     text = "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items()))
-    results.atomic_write(path.parent / MANIFEST, lambda tmp: tmp.write_text(text))
+    storage.atomic_write(path.parent / MANIFEST, lambda tmp: tmp.write_text(text))
 
 
 def verify_against_manifest(path: str | Path) -> None:
@@ -87,7 +88,7 @@ def verify_against_manifest(path: str | Path) -> None:
     path = Path(path)
     expected = read_manifest(path.parent).get(path.name)
     if expected is not None and (got := sha256(path)) != expected:
-        raise results.CorruptFileError(
+        raise storage.CorruptFileError(
             f"{path} does not match its recorded sha256 ({got[:12]}… instead of {expected[:12]}…): the file was "
             f"changed or damaged. Fix: restore it with `git checkout -- {path.name}` in {path.parent}, or retrain "
             "it with `make weights`")
@@ -97,7 +98,7 @@ def save_weights(path: str | Path, encoder: Encoder, spec: dict, history: dict) 
     """The encoder as an fp16 state dict, with its spec, training history, wall-clock minutes and the machine it
     was trained on (atomic); its sha256 goes into the manifest beside it."""
     state = {k: v.half() if v.is_floating_point() else v for k, v in encoder.state_dict().items()}
-    path = results.save_checkpoint(path, spec=spec, encoder=state, history=history,
+    path = storage.save_checkpoint(path, spec=spec, encoder=state, history=history,
                                    minutes=history["seconds"] / 60, torch_version=str(torch.__version__),
                                    hardware=history.get("hardware", setup.cpu_name()))
     record_in_manifest(path)
@@ -119,10 +120,10 @@ def load_weights(path: str | Path, spec: dict) -> tuple[Encoder, dict]:
     """The encoder saved at `path` (in eval mode) and its history, if it was trained for `spec`. The file is checked
     against the manifest's sha256 first, then read without unpickling code."""
     verify_against_manifest(path)
-    state = results.load_checkpoint(path, fix="restore it with `git checkout` or retrain it with `make weights`")
+    state = storage.load_checkpoint(path, fix="restore it with `git checkout` or retrain it with `make weights`")
     state["spec"] = _with_defaults(state["spec"])
     if state["spec"] != spec:
-        raise ValueError(f"{path} holds weights trained for another configuration ({results.dict_diff(state['spec'], spec)}); "
+        raise ValueError(f"{path} holds weights trained for another configuration ({storage.dict_diff(state['spec'], spec)}); "
                          "retrain them with `make weights` (or retrain=True), or restore the settings they were "
                          "trained with")
     encoder = Encoder(EncoderConfig(**spec["config"]["encoder"]))
@@ -170,13 +171,13 @@ def cached_features(encoder: Encoder, images, key: str, device="cpu") -> torch.T
     path = setup.data_dir() / "cache" / f"features_{key}_{digest.hexdigest()[:16]}.pt"
     if path.exists():
         try:
-            feats = results.load_checkpoint(path)["features"]
+            feats = storage.load_checkpoint(path)["features"]
             if feats.shape[0] == len(images):
                 return feats
-        except (results.CorruptFileError, KeyError, AttributeError):
+        except (storage.CorruptFileError, KeyError, AttributeError):
             pass  # a damaged cache entry is simply recomputed
     feats = features(encoder, images, device)
-    results.save_checkpoint(path, features=feats)
+    storage.save_checkpoint(path, features=feats)
     return feats
 
 
@@ -202,7 +203,6 @@ def main(argv=None) -> None:
                                                  "profile (AML_PROFILE) and save their weights.")
     parser.add_argument("--retrain", action="store_true", help="train even when matching weights exist")
     args = parser.parse_args(argv)
-    from .data import load_cifar10
 
     s = setup.settings("03_vicreg")
     cifar = load_cifar10()

@@ -1,18 +1,16 @@
 """Training VICReg: epochs over uint8 images, batched augmentation on the device, checkpoints and resume."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import results
 from .setup import bf16_fast, cpu_name
-from .vicreg import Encoder, EncoderConfig, augment, normalize, projector, vicreg_loss
+from .training import restore, save, warmup_cosine
+from .vicreg import VICReg, EncoderConfig, augment, normalize, to_float, vicreg_loss
 
 
 OPTIMIZERS = ("adam", "adamw", "lars")
@@ -36,15 +34,6 @@ class VICRegConfig:
     bf16: bool | None = None     # None: where the device runs bf16 natively
 
 
-def to_float(images: np.ndarray | torch.Tensor, device,
-             memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """uint8 (N, 32, 32, 3) → float (N, 3, 32, 32) in [0, 1] on `device`, in `memory_format`."""
-    x = torch.as_tensor(images)
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
-    return x.to(device).permute(0, 3, 1, 2).float().contiguous(memory_format=memory_format) / 255.0
-
-
 def memory_format(deterministic: bool, width: int = 64) -> torch.memory_format:
     """The layout to train in. Channels-last (NHWC) makes a CPU training step 1.2–1.4× faster
     (benchmarks/bench_vicreg.py), but oneDNN's convolution backward is then not bitwise reproducible, so
@@ -52,18 +41,6 @@ def memory_format(deterministic: bool, width: int = 64) -> torch.memory_format:
     weight gradient in NHWC with fewer than 8 input channels corrupted memory here (hangs, "double free";
     torch 2.13), which the shortcut convolutions of a width-4 encoder trigger."""
     return torch.contiguous_format if deterministic or width < 8 else torch.channels_last
-
-
-class VICReg(torch.nn.Module):
-    """Encoder (the representation) followed by the projector (where the loss is computed)."""
-
-    def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        self.encoder = Encoder(cfg)
-        self.projector = projector(cfg)
-
-    def forward(self, x):
-        return self.projector(self.encoder(x))
 
 
 class LARS(torch.optim.Optimizer):
@@ -103,16 +80,13 @@ def make_optimizer(model: torch.nn.Module, cfg: VICRegConfig) -> torch.optim.Opt
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: VICRegConfig) -> float:
-    """The learning rate's multiplier at `step`: 1 (constant), or a linear warm-up over ``cfg.warmup_epochs`` then
-    a half cosine to 0 at ``cfg.epochs`` (Loshchilov & Hutter 2017, without restarts)."""
+    """The learning rate's multiplier at `step`: 1 (constant), or `warmup_cosine` with a linear warm-up over
+    ``cfg.warmup_epochs`` and the cosine reaching 0 at ``cfg.epochs``."""
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule != "cosine":
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant' or 'cosine'")
-    warmup, total = round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    return warmup_cosine(step, cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch))
 
 
 @torch.no_grad()
@@ -192,17 +166,9 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
                "epoch": [], "test": [], "seconds": 0.0, "bf16": bf16, "deterministic": deterministic,
                "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
                "threads": torch.get_num_threads(), "torch_version": str(torch.__version__)}
-    epoch = 0
-    checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint and checkpoint.exists():
-        state = results.load_checkpoint(checkpoint, map_location=device)
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"{checkpoint} was written for another configuration "
-                             f"({results.dict_diff(state['config'], asdict(cfg))}); delete it to retrain")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        g.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+    epoch, expected = 0, {"config": asdict(cfg)}
+    state = restore(checkpoint, expected, model, opt, g, device)
+    if state is not None:
         history, epoch = state["history"], state["epoch"]
     steps_per_epoch = len(images) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -239,9 +205,7 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
             history["test"].append(loss_terms(model, test_images, cfg, device))
         history["seconds"] = time.perf_counter() - start_time
         if checkpoint:
-            results.save_checkpoint(checkpoint, config=asdict(cfg), model=model.state_dict(),
-                                    optimizer=opt.state_dict(), generator=g.get_state(),
-                                    torch_rng=torch.get_rng_state(), history=history, epoch=epoch)
+            save(checkpoint, expected, model, opt, g, history=history, epoch=epoch)
         if callback is not None:
             callback(epoch, model, history)
             model.train()

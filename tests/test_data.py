@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import data, setup
+from helpers.vicreg import to_float
 
 PROVISIONED = setup.repo_root() / "data"
 
@@ -129,7 +130,6 @@ def test_mnist_as_cifar_shape_channels_and_normalisation():
     import torch
 
     from helpers.vicreg import CIFAR_MEAN, CIFAR_STD, normalize
-    from helpers.vicreg_training import to_float
 
     digits = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     out = data.mnist_as_cifar(digits)

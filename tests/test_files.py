@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import gpt_training as GT, results, vicreg_models as M, vicreg_training as VT
+from helpers import gpt_training as GT, storage, vicreg_models as M, vicreg_training as VT
+from helpers import vicreg as V
 from helpers.vicreg import EncoderConfig
 
 
@@ -23,20 +24,20 @@ class Payload:
 def test_a_checkpoint_with_a_planted_payload_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"model": {"w": torch.zeros(2)}, "extra": Payload(marker)}, tmp_path / "evil.pt")
-    with pytest.raises(results.CorruptFileError, match="evil.pt was refused.*could run code"):
-        results.load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(storage.CorruptFileError, match="evil.pt was refused.*could run code"):
+        storage.load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "not torch"])
 def test_a_damaged_checkpoint_names_the_file_and_the_fix(tmp_path, damage):
     path = tmp_path / "c.pt"
-    results.save_checkpoint(path, model={"w": torch.randn(1000)}, step=3)
+    storage.save_checkpoint(path, model={"w": torch.randn(1000)}, step=3)
     raw = path.read_bytes()
     path.write_bytes({"truncated": raw[:len(raw) // 2], "zeroed": raw[:64] + bytes(len(raw) - 64),
                       "not torch": b"hello"}[damage])
-    with pytest.raises(results.CorruptFileError, match=f"{path} is (damaged|not a readable).*Fix: retrain"):
-        results.load_checkpoint(path, fix="retrain")
+    with pytest.raises(storage.CorruptFileError, match=f"{path} is (damaged|not a readable).*Fix: retrain"):
+        storage.load_checkpoint(path, fix="retrain")
 
 
 def test_training_checkpoints_hold_only_safe_types(tmp_path):
@@ -44,7 +45,7 @@ def test_training_checkpoints_hold_only_safe_types(tmp_path):
     cfg = VT.VICRegConfig(encoder=EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16), epochs=1,
                           batch_size=16, bf16=False)
     VT.train_vicreg(images, cfg, checkpoint=tmp_path / "v.pt", progress=False)
-    assert results.load_checkpoint(tmp_path / "v.pt")["epoch"] == 1          # weights_only=True reads it
+    assert storage.load_checkpoint(tmp_path / "v.pt")["epoch"] == 1          # weights_only=True reads it
     with pytest.raises(ValueError, match=r"another configuration \(lr: saved 0.0003, wanted 0.001\)"):
         VT.train_vicreg(images, VT.VICRegConfig(**{**cfg.__dict__, "lr": 1e-3}), checkpoint=tmp_path / "v.pt",
                         progress=False)
@@ -54,11 +55,11 @@ def test_training_checkpoints_hold_only_safe_types(tmp_path):
 
 KILLED_WRITER = textwrap.dedent("""
     import os, sys
-    from helpers import results
+    from helpers import storage
     def write(tmp):
         tmp.write_bytes(b"x" * 1000)
         os.kill(os.getpid(), 9)          # killed in the middle of a checkpoint write
-    results.atomic_write(sys.argv[1], write)
+    storage.atomic_write(sys.argv[1], write)
 """)
 
 
@@ -71,7 +72,7 @@ def test_parts_of_killed_writers_are_swept_by_the_next_write(tmp_path):
         left.append(sorted(tmp_path.glob(".ckpt.pt.*.part")))
     assert len(left[0]) == 1 and len(left[1]) == 1 and left[0] != left[1]   # the second swept the first's
     assert not target.exists()
-    results.save_checkpoint(target, step=1)
+    storage.save_checkpoint(target, step=1)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
@@ -80,7 +81,7 @@ def test_a_failed_write_leaves_no_part_and_a_live_writers_part_is_kept(tmp_path)
     live = tmp_path / f".t.txt.{os.getpid()}.abc.part"      # our own process: alive, maybe mid-write
     live.write_text("in progress")
     with pytest.raises(RuntimeError):
-        results.atomic_write(target, lambda tmp: (tmp.write_text("half"), (_ for _ in ()).throw(RuntimeError())))
+        storage.atomic_write(target, lambda tmp: (tmp.write_text("half"), (_ for _ in ()).throw(RuntimeError())))
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
 
 
@@ -101,16 +102,16 @@ def test_changed_weights_are_refused_with_the_fix(tmp_path):
     raw = bytearray(copy.read_bytes())
     raw[len(raw) // 2:len(raw) // 2 + 1000] = bytes(1000)     # 1,000 zeroed bytes inside the weights
     copy.write_bytes(bytes(raw))
-    with pytest.raises(results.CorruptFileError, match="does not match its recorded sha256.*git checkout.*make weights"):
+    with pytest.raises(storage.CorruptFileError, match="does not match its recorded sha256.*git checkout.*make weights"):
         M.load_weights(copy, spec={})
 
 
 def test_a_damaged_feature_cache_entry_is_recomputed(data_dir):
     images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     torch.manual_seed(0)
-    encoder = VT.VICReg(EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16)).encoder
+    encoder = V.VICReg(EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16)).encoder
     first = M.cached_features(encoder, images, "t")
     [entry] = (data_dir / "cache").glob("features_t_*.pt")
     entry.write_bytes(entry.read_bytes()[:100])
     assert torch.equal(M.cached_features(encoder, images, "t"), first)
-    assert results.load_checkpoint(entry)["features"].shape == (12, 8)     # rewritten whole
+    assert storage.load_checkpoint(entry)["features"].shape == (12, 8)     # rewritten whole

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import helpers
-from helpers import results, setup
+from helpers import results, setup, storage
 
 
 def test_profile_default_and_unknown(profile, monkeypatch):
@@ -99,15 +99,15 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         raise RuntimeError("crash")
 
     with pytest.raises(RuntimeError):
-        results.atomic_write(path, boom)
+        storage.atomic_write(path, boom)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
 def test_checkpoint_round_trip(tmp_path):
     model = torch.nn.Linear(3, 2)
-    results.save_checkpoint(tmp_path / "c.pt", model=model.state_dict(), config={"a": 1}, step=5)
-    state = results.load_checkpoint(tmp_path / "c.pt")
+    storage.save_checkpoint(tmp_path / "c.pt", model=model.state_dict(), config={"a": 1}, step=5)
+    state = storage.load_checkpoint(tmp_path / "c.pt")
     assert state["step"] == 5 and state["config"] == {"a": 1}
     assert torch.equal(state["model"]["weight"], model.weight.detach())
     with pytest.raises(FileNotFoundError):
-        results.load_checkpoint(tmp_path / "missing.pt")
+        storage.load_checkpoint(tmp_path / "missing.pt")
