@@ -13,6 +13,9 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def _fmt(value) -> str:
+    """A metric as one markdown table cell: floats to 4 significant digits; a `|` escaped, line breaks as <br>."""
+    if isinstance(value, str):
+        return value.replace("|", "\\|").replace("\r\n", "\n").replace("\n", "<br>")
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from helpers import setup
@@ -36,3 +37,9 @@ def kill_on_call(monkeypatch):
         monkeypatch.setattr(module, name, dying)
         return lambda: monkeypatch.setattr(module, name, real)
     return install
+
+
+@pytest.fixture
+def tiny_images():
+    """tiny_images(n=48, seed=0): n random uint8 CIFAR-shaped images (n, 32, 32, 3)."""
+    return lambda n=48, seed=0: np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)

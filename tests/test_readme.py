@@ -25,3 +25,10 @@ def test_update_readme_rewrites_only_the_block(tmp_path):
     page.write_text("no markers")
     with pytest.raises(ValueError, match="results block"):
         readme.update_readme(page, metrics)
+
+
+def test_every_metric_is_one_table_row():
+    """A generated sentence with a line break or a `|` stays inside its cell."""
+    table = readme.results_table({"nb": {"profile": "default", "date": "d", "text": "Alice said | no\nand\r\nwent"}})
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert rows == ["| `text` | Alice said \\| no<br>and<br>went |"]

@@ -104,8 +104,8 @@ def test_restore_names_the_settings_that_differ(tmp_path):
                          fix="pass resume=False")
 
 
-def test_vicreg_resume_goes_through_the_shared_state(tmp_path, monkeypatch):
-    images = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+def test_vicreg_resume_goes_through_the_shared_state(tiny_images, tmp_path, monkeypatch):
+    images = tiny_images(32)
     cfg = VT.VICRegConfig(encoder=EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16), epochs=2,
                           batch_size=16, bf16=False)
     VT.train_vicreg(images, cfg, checkpoint=tmp_path / "v.pt", progress=False)

@@ -1,6 +1,5 @@
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,10 +15,6 @@ def tiny_settings(**kw):
                                      deterministic=True), **kw})
 
 
-def tiny_images(n=48, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-
-
 @pytest.fixture
 def weights(tmp_path, monkeypatch, profile, data_dir):
     """The default profile, with weights and checkpoints in a temporary folder."""
@@ -28,7 +23,7 @@ def weights(tmp_path, monkeypatch, profile, data_dir):
     return tmp_path / "weights"
 
 
-def test_weights_round_trip_and_are_never_loaded_for_another_config(weights, monkeypatch):
+def test_weights_round_trip_and_are_never_loaded_for_another_config(tiny_images, weights, monkeypatch):
     images = tiny_images()
     cfg = M.model_config("vicreg", tiny_settings())
     encoder, history = M.load_or_train("vicreg", cfg, images, images[:16], progress=False)
@@ -51,7 +46,7 @@ def test_weights_round_trip_and_are_never_loaded_for_another_config(weights, mon
         M.load_or_train("vicreg", cfg, images, retrain=True, progress=False)
 
 
-def test_no_neighbours_model_trains_on_neighbours_of_the_unshuffled_training_set(weights, monkeypatch):
+def test_no_neighbours_model_trains_on_neighbours_of_the_unshuffled_training_set(tiny_images, weights, monkeypatch):
     images = tiny_images(64)
     s = tiny_settings(epochs=1)
     seen = {}
@@ -75,7 +70,7 @@ def test_no_neighbours_model_trains_on_neighbours_of_the_unshuffled_training_set
     assert torch.load(weights / "no_variance_default.pt", weights_only=False)["spec"]["config"]["mu"] == 0.0
 
 
-def test_neighbour_pairs_replace_the_generated_views():
+def test_neighbour_pairs_replace_the_generated_views(tiny_images):
     images = tiny_images(32)
     cfg = VT.VICRegConfig(encoder=M.EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16), epochs=1,
                           batch_size=16, bf16=False)
@@ -90,7 +85,7 @@ def test_neighbour_pairs_replace_the_generated_views():
         VT.train_vicreg(images, cfg, neighbours=itself + 32, progress=False)
 
 
-def test_cached_features_are_keyed_by_the_weights(data_dir):
+def test_cached_features_are_keyed_by_the_weights(tiny_images, data_dir):
     images = tiny_images(20)
     cfg = M.model_config("vicreg", tiny_settings(epochs=1))
     model, _ = VT.train_vicreg(images, cfg, progress=False)

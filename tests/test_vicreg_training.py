@@ -6,16 +6,12 @@ from helpers import vicreg_training as VT
 from helpers.vicreg import EncoderConfig
 
 
-def tiny_images(n=48, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-
-
 def tiny_cfg(**kw):
     settings = {**dict(epochs=3, batch_size=16, bf16=False), **kw}
     return VT.VICRegConfig(encoder=EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16), **settings)
 
 
-def test_killed_training_resumes_at_the_next_epoch_with_the_same_state(tmp_path, kill_on_call):
+def test_killed_training_resumes_at_the_next_epoch_with_the_same_state(tiny_images, tmp_path, kill_on_call):
     images = tiny_images()
     straight, hist = VT.train_vicreg(images, tiny_cfg(), test_images=images[:16], progress=False, deterministic=True)
     ckpt = tmp_path / "v.pt"
@@ -34,14 +30,14 @@ def test_killed_training_resumes_at_the_next_epoch_with_the_same_state(tmp_path,
         VT.train_vicreg(images, tiny_cfg(lr=1e-3), checkpoint=ckpt, progress=False)
 
 
-def test_nan_loss_stops_training(monkeypatch):
+def test_nan_loss_stops_training(tiny_images, monkeypatch):
     monkeypatch.setattr(VT, "vicreg_loss", lambda *a, **k: {key: torch.tensor(float("nan"), requires_grad=True)
                                                            for key in ("loss", "invariance", "variance", "covariance")})
     with pytest.raises(FloatingPointError, match="epoch 1, step 0"):
         VT.train_vicreg(tiny_images(), tiny_cfg(), progress=False)
 
 
-def test_features_are_deterministic_and_in_order():
+def test_features_are_deterministic_and_in_order(tiny_images):
     images = tiny_images(20)
     model, _ = VT.train_vicreg(images, tiny_cfg(epochs=1), progress=False)
     f = VT.features(model.encoder, images, batch_size=7)
