@@ -69,9 +69,12 @@ def version_mismatches(names=RUNTIME, pinned: dict[str, str] | None = None) -> l
     return out
 
 
-def report(device: str, threads: int, cpu: str) -> list[str]:
-    """The lines ``start`` prints about the environment: versions and device, then warnings (if any)."""
-    lines = [f"torch {installed('torch')} | numpy {installed('numpy')} | device {device} | {threads} threads | {cpu}"]
+def report(device: str, threads: int, cpu: str, bf16_native: bool = False) -> list[str]:
+    """The lines ``start`` prints about the environment: versions, device, and whether bf16 autocast is on where a
+    setting leaves it to the machine (``bf16=None``); then warnings (if any)."""
+    bf16 = "on (native bf16)" if bf16_native else "off (no native bf16: fp32)"
+    lines = [f"torch {installed('torch')} | numpy {installed('numpy')} | device {device} | {threads} threads | {cpu}",
+             f"bf16 autocast where the settings leave it to the machine (bf16=None): {bf16}"]
     differ = version_mismatches()
     if differ:
         lines.append("warning: installed versions differ from requirements.txt, with which the results were "

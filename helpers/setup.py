@@ -6,6 +6,7 @@ settings), sets the plot style and prints what it chose.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import getpass
 import hashlib
@@ -79,11 +80,26 @@ def profile() -> str:
     return name
 
 
-def settings(notebook: str, name: str | None = None) -> SimpleNamespace:
+class Settings(SimpleNamespace):
+    """One notebook's settings in one profile (attributes), which also build the typed configurations."""
+
+    def as_config(self, cls, **overrides):
+        """An instance of the dataclass `cls` with every field these settings name, then `overrides`: the notebook
+        never maps settings to a config by hand, and a field the profile sets cannot be forgotten."""
+        if not dataclasses.is_dataclass(cls):
+            raise ValueError(f"as_config needs a dataclass such as TrainConfig, got {cls!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}; its fields: {sorted(names)}")
+        return cls(**{**{k: v for k, v in vars(self).items() if k in names}, **overrides})
+
+
+def settings(notebook: str, name: str | None = None) -> Settings:
     """The sizes for `notebook` in profile `name` (the active one by default)."""
     if notebook not in SETTINGS:
         raise ValueError(f"unknown notebook {notebook!r}; known: {', '.join(SETTINGS)}")
-    return SimpleNamespace(**SETTINGS[notebook][name or profile()])
+    return Settings(**SETTINGS[notebook][name or profile()])
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -176,7 +192,7 @@ class Run:
     profile: str
     device: torch.device
     seed: int
-    cfg: SimpleNamespace = field(repr=False)
+    cfg: Settings = field(repr=False)
 
 
 _current: Run | None = None

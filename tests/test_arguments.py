@@ -4,30 +4,30 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import diffusion as diff, evaluation as E, gpt_probing as probing, gpt_training as gpt_train
+from helpers import diffusion, diffusion_sampling as sampling, evaluation as E, gpt_probing as probing, gpt_training as gpt_train
 from helpers import vicreg_training as VT
 from helpers.gpt import GPT, GPTConfig, token_logprobs
 from helpers.vicreg import EncoderConfig, augment
 
 torch.manual_seed(0)
-DENOISER = diff.Denoiser(hidden=8, depth=1)
+DENOISER = diffusion.Denoiser(hidden=8, depth=1)
 POINTS = torch.rand(16, 2) * 2 - 1
-GRID = diff.time_grid(5)
+GRID = diffusion.time_grid(5)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: diff.sample(DENOISER, POINTS, GRID.flip(0)), "decrease strictly"),
-    (lambda: diff.sample(DENOISER, POINTS, torch.tensor([1.5, 0.5, 0.0])), r"lie in \[0, 1\]"),
-    (lambda: diff.sample(DENOISER, POINTS, torch.tensor([1.0, float("nan"), 0.0])), "finite"),
-    (lambda: diff.sample(DENOISER, POINTS, torch.tensor([1.0])), "at least two times"),
-    (lambda: diff.generate(DENOISER, 10, 5, cls=3), "unconditional: it cannot sample a class"),
-    (lambda: diff.generate(DENOISER, -1, 5), r"n \(the number of samples\) must be an integer >= 1"),
-    (lambda: diff.train(DENOISER, POINTS, epochs=-1, progress=False), "epochs must be an integer >= 1"),
-    (lambda: diff.train(DENOISER, POINTS, epochs=0, progress=False), "epochs must be an integer >= 1"),
-    (lambda: diff.train(DENOISER, POINTS, epochs=2, batch_size=0, progress=False), "batch_size"),
-    (lambda: diff.train(DENOISER, torch.zeros(0, 2), epochs=2, progress=False), r"N >= 1"),
-    (lambda: diff.heldout_loss(DENOISER, torch.zeros(0, 2)), r"held-out points must have shape \(N, 2\) with N >= 1"),
-    (lambda: diff.optimise_noise(DENOISER, [0.0, 0.0], GRID, iters=0, progress=False), "iters"),
+    (lambda: sampling.sample(DENOISER, POINTS, GRID.flip(0)), "decrease strictly"),
+    (lambda: sampling.sample(DENOISER, POINTS, torch.tensor([1.5, 0.5, 0.0])), r"lie in \[0, 1\]"),
+    (lambda: sampling.sample(DENOISER, POINTS, torch.tensor([1.0, float("nan"), 0.0])), "finite"),
+    (lambda: sampling.sample(DENOISER, POINTS, torch.tensor([1.0])), "at least two times"),
+    (lambda: sampling.generate(DENOISER, 10, 5, cls=3), "unconditional: it cannot sample a class"),
+    (lambda: sampling.generate(DENOISER, -1, 5), r"n \(the number of samples\) must be an integer >= 1"),
+    (lambda: diffusion.train(DENOISER, POINTS, epochs=-1, progress=False), "epochs must be an integer >= 1"),
+    (lambda: diffusion.train(DENOISER, POINTS, epochs=0, progress=False), "epochs must be an integer >= 1"),
+    (lambda: diffusion.train(DENOISER, POINTS, epochs=2, batch_size=0, progress=False), "batch_size"),
+    (lambda: diffusion.train(DENOISER, torch.zeros(0, 2), epochs=2, progress=False), r"N >= 1"),
+    (lambda: diffusion.heldout_loss(DENOISER, torch.zeros(0, 2)), r"held-out points must have shape \(N, 2\) with N >= 1"),
+    (lambda: sampling.optimise_noise(DENOISER, [0.0, 0.0], GRID, iters=0, progress=False), "iters"),
 ])
 def test_diffusion_arguments(call, message):
     with pytest.raises(ValueError, match=message):
@@ -36,7 +36,7 @@ def test_diffusion_arguments(call, message):
 
 def test_optimise_noise_unfreezes_the_model_even_when_it_fails():
     with pytest.raises(ValueError):
-        diff.optimise_noise(DENOISER, [0.0, 0.0], torch.tensor([0.0, 1.0]), iters=2, progress=False)
+        sampling.optimise_noise(DENOISER, [0.0, 0.0], torch.tensor([0.0, 1.0]), iters=2, progress=False)
     assert all(p.requires_grad for p in DENOISER.parameters())
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from helpers import diffusion as D
+from helpers import diffusion, diffusion_sampling as sampling
 
 MU, S = torch.tensor([0.3, -0.2]), 0.5
 
@@ -16,76 +16,76 @@ def gaussian_logpdf(x, mean, std):
 def test_sigma_dot_matches_finite_differences():
     t = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
     h = 1e-6
-    numeric = (D.sigma(t + h) - D.sigma(t - h)) / (2 * h)
-    assert torch.allclose(D.sigma_dot(t), numeric, rtol=1e-6)
-    assert float(D.sigma(torch.tensor(1.0))) == 1.0
-    assert torch.allclose(D.t_of_sigma(D.sigma(t)), t)
+    numeric = (diffusion.sigma(t + h) - diffusion.sigma(t - h)) / (2 * h)
+    assert torch.allclose(diffusion.sigma_dot(t), numeric, rtol=1e-6)
+    assert float(diffusion.sigma(torch.tensor(1.0))) == 1.0
+    assert torch.allclose(diffusion.t_of_sigma(diffusion.sigma(t)), t)
 
 
 def test_elbo_weight_identity():
     """The ELBO computes (SNR(s) − SNR(t))·‖x − x̂_0‖² as (σ_t²/σ_s² − 1)·‖ε − D‖²: the weights must agree."""
     for steps in (4, 1000):
         t = torch.arange(1, steps + 1, dtype=torch.float64) / steps
-        lhs = (D.snr(t - 1 / steps) - D.snr(t)) * D.sigma(t) ** 2
-        assert torch.allclose(lhs, torch.full_like(t, math.expm1(2 * D.SIGMA_RATE / steps)))
+        lhs = (diffusion.snr(t - 1 / steps) - diffusion.snr(t)) * diffusion.sigma(t) ** 2
+        assert torch.allclose(lhs, torch.full_like(t, math.expm1(2 * diffusion.SIGMA_RATE / steps)))
 
 
 def test_forward_process_marginal():
     g = torch.Generator().manual_seed(0)
     x0 = torch.tensor([[0.5, -1.5]]).expand(200_000, 2)
     t = torch.full((200_000,), 0.8)
-    xt = D.add_noise(x0, t, torch.randn(x0.shape, generator=g))
-    assert torch.allclose(xt.mean(0), x0[0], atol=4 * D.sigma(t[0]) / math.sqrt(200_000))
-    assert torch.allclose(xt.std(0), D.sigma(t[:2]), rtol=0.01)
+    xt = diffusion.add_noise(x0, t, torch.randn(x0.shape, generator=g))
+    assert torch.allclose(xt.mean(0), x0[0], atol=4 * diffusion.sigma(t[0]) / math.sqrt(200_000))
+    assert torch.allclose(xt.std(0), diffusion.sigma(t[:2]), rtol=0.01)
 
 
 @pytest.mark.parametrize("spacing", ["uniform", "karras"])
 def test_time_grid(spacing):
-    ts = D.time_grid(10, spacing)
+    ts = diffusion.time_grid(10, spacing)
     assert len(ts) == 11 and ts[0] == 1.0 and abs(float(ts[-1])) < 1e-6 and (ts.diff() < 0).all()
     with pytest.raises(ValueError, match="positive integer"):
-        D.time_grid(0)
+        diffusion.time_grid(0)
 
 
 def test_exact_gaussian_denoiser_reproduces_the_data():
-    model = D.GaussianDenoiser(MU, S)
+    model = diffusion.GaussianDenoiser(MU, S)
     g = torch.Generator().manual_seed(0)
     n = 20_000
     z = MU + math.sqrt(S ** 2 + 1.0) * torch.randn(n, 2, generator=g)  # the true marginal at t = 1
-    x = D.sample(model, z, D.time_grid(200))
+    x = sampling.sample(model, z, diffusion.time_grid(200))
     se_mean, se_var = S / math.sqrt(n), S ** 2 * math.sqrt(2 / n)
     assert torch.allclose(x.mean(0), MU, atol=4 * se_mean)
-    assert torch.allclose(x.var(0), torch.full((2,), S ** 2 + D.sigma(torch.tensor(0.0)) ** 2), atol=4 * se_var)
-    course = D.sample(model, z, D.time_grid(1000), step="euler")  # Algorithm 1's Euler step agrees
+    assert torch.allclose(x.var(0), torch.full((2,), S ** 2 + diffusion.sigma(torch.tensor(0.0)) ** 2), atol=4 * se_var)
+    course = sampling.sample(model, z, diffusion.time_grid(1000), step="euler")  # Algorithm 1's Euler step agrees
     assert torch.allclose(course.var(0), x.var(0), rtol=0.02)
 
 
 def test_ancestral_sampler_also_reproduces_the_data_and_is_random():
-    model = D.GaussianDenoiser(MU, S)
+    model = diffusion.GaussianDenoiser(MU, S)
     z = MU + math.sqrt(S ** 2 + 1.0) * torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1))
-    a = D.sample(model, z, D.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(2))
-    b = D.sample(model, z, D.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(3))
+    a = sampling.sample(model, z, diffusion.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(2))
+    b = sampling.sample(model, z, diffusion.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(a.var(0), torch.full((2,), S ** 2), rtol=0.06)
     assert not torch.allclose(a, b)
-    c = D.sample(model, z, D.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(2))
+    c = sampling.sample(model, z, diffusion.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, c)
 
 
 def analytic_diffusion_term(x, steps, mean=MU):
     """E over (i, ε) of the L_T integrand for the exact Gaussian denoiser, in closed form."""
     i = torch.arange(1, steps + 1, dtype=torch.float64)
-    s2 = D.sigma(i / steps).double()[:, None] ** 2
+    s2 = diffusion.sigma(i / steps).double()[:, None] ** 2
     err = (2 * S ** 4 + s2 * ((x.double() - mean.double()) ** 2).sum(1)) / (S ** 2 + s2) ** 2  # E‖ε − ε̂‖²
-    return (0.5 * steps * math.expm1(2 * D.SIGMA_RATE / steps) * err).mean(0)
+    return (0.5 * steps * math.expm1(2 * diffusion.SIGMA_RATE / steps) * err).mean(0)
 
 
 def test_elbo_bounds_log_density_and_closes_with_more_steps():
-    model = D.GaussianDenoiser(torch.zeros(2), S)  # centred data: N(0, (s²+1)I) is the true marginal at t = 1
+    model = diffusion.GaussianDenoiser(torch.zeros(2), S)  # centred data: N(0, (s²+1)I) is the true marginal at t = 1
     x = torch.tensor([[0.0, 0.0], [0.4, -0.3], [1.2, 0.9]])
     exact = gaussian_logpdf(x.double(), 0.0, S)
     mc_gaps, closed_gaps = [], []
     for steps in (10, 100, 10_000):
-        out = D.elbo(model, x, steps, n_samples=200_000, prior_std=math.sqrt(S ** 2 + 1), seed=steps)
+        out = diffusion.elbo(model, x, steps, n_samples=200_000, prior_std=math.sqrt(S ** 2 + 1), seed=steps)
         mc_gaps.append(exact - out["elbo"])
         closed = out["reconstruction"] - out["prior"] - analytic_diffusion_term(x, steps, mean=torch.zeros(2))
         closed_gaps.append(exact - closed)
@@ -99,17 +99,17 @@ def test_elbo_bounds_log_density_and_closes_with_more_steps():
 
 
 def test_elbo_monte_carlo_equals_closed_form():
-    model = D.GaussianDenoiser(MU, S)
+    model = diffusion.GaussianDenoiser(MU, S)
     x = torch.tensor([[0.3, -0.2], [1.0, 1.0]])
     for steps in (10, 1000):
-        out = D.elbo(model, x, steps, n_samples=50_000, seed=1)
+        out = diffusion.elbo(model, x, steps, n_samples=50_000, seed=1)
         assert torch.allclose(out["diffusion"], analytic_diffusion_term(x, steps), rtol=0.03)
 
 
 def test_bayes_floor_agrees_with_monte_carlo_of_the_optimal_denoiser():
-    floor = D.bayes_floor_uniform()
+    floor = diffusion.bayes_floor_uniform()
     x = torch.rand(50_000, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    mc = D.heldout_loss(D.UniformDenoiser(), x, repeats=10)
+    mc = diffusion.heldout_loss(diffusion.UniformDenoiser(), x, repeats=10)
     assert abs(mc - floor) < 0.006, (mc, floor)  # about 3 standard errors
     assert 0.80 < floor < 0.85
 
@@ -119,26 +119,26 @@ def test_training_lowers_the_loss_and_is_seeded():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = D.Denoiser(hidden=32, depth=2)
-        before = D.heldout_loss(model, x)
-        losses = D.train(model, x, epochs=300, progress=False)
-        runs.append((losses, D.heldout_loss(model, x)))
+        model = diffusion.Denoiser(hidden=32, depth=2)
+        before = diffusion.heldout_loss(model, x)
+        losses = diffusion.train(model, x, epochs=300, progress=False)
+        runs.append((losses, diffusion.heldout_loss(model, x)))
     assert runs[0][1] < before - 0.1, (before, runs[0][1])
     assert runs[0][0] == runs[1][0]
 
 
 def test_same_seed_same_samples():
     torch.manual_seed(0)
-    model = D.Denoiser(hidden=16, depth=2)
-    draw = lambda seed: D.sample(model, D.prior_noise(50, generator=torch.Generator().manual_seed(seed)),
-                                 D.time_grid(20))
+    model = diffusion.Denoiser(hidden=16, depth=2)
+    draw = lambda seed: sampling.sample(model, sampling.prior_noise(50, generator=torch.Generator().manual_seed(seed)),
+                                 diffusion.time_grid(20))
     assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
 
 
 def test_conditional_model_and_regions():
     x = torch.tensor([[0.0, 0.0], [0.9, 0.9], [-0.9, 0.9], [-0.9, -0.9], [0.9, -0.9]])
-    assert D.square_regions(x).tolist() == [0, 1, 2, 3, 4]
-    model = D.Denoiser(hidden=16, depth=2, n_classes=5)
+    assert diffusion.square_regions(x).tolist() == [0, 1, 2, 3, 4]
+    model = diffusion.Denoiser(hidden=16, depth=2, n_classes=5)
     t = torch.full((5,), 0.5)
     assert model(x, t, torch.arange(5)).shape == (5, 2)
     with pytest.raises(ValueError, match="out of range"):
@@ -148,51 +148,51 @@ def test_conditional_model_and_regions():
 
 
 def test_bad_input():
-    model = D.Denoiser(hidden=8, depth=1)
+    model = diffusion.Denoiser(hidden=8, depth=1)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
-        D.sample(model, torch.zeros(5, 3), D.time_grid(5))
+        sampling.sample(model, torch.zeros(5, 3), diffusion.time_grid(5))
     with pytest.raises(ValueError, match="positive integer"):
-        D.elbo(model, torch.zeros(2, 2), steps=0)
+        diffusion.elbo(model, torch.zeros(2, 2), steps=0)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
-        D.train(model, torch.zeros(4), epochs=1, progress=False)
+        diffusion.train(model, torch.zeros(4), epochs=1, progress=False)
     with pytest.raises(ValueError, match="step"):
-        D.sample(model, torch.zeros(5, 2), D.time_grid(5), step="heun")
+        sampling.sample(model, torch.zeros(5, 2), diffusion.time_grid(5), step="heun")
 
 
 def test_trajectory_and_callback():
-    model = D.GaussianDenoiser(MU, S)
-    path = D.trajectory(model, torch.zeros(4, 2) + 2.0, D.time_grid(30))
+    model = diffusion.GaussianDenoiser(MU, S)
+    path = sampling.trajectory(model, torch.zeros(4, 2) + 2.0, diffusion.time_grid(30))
     assert path.shape == (31, 4, 2) and torch.equal(path[0], torch.full((4, 2), 2.0))
     assert (path[-1] - MU).norm(dim=1).max() < (path[0] - MU).norm(dim=1).min()
 
 
 def test_optimise_noise_moves_the_sample_towards_the_target():
-    model = D.GaussianDenoiser(MU, S)
-    z, final, losses = D.optimise_noise(model, [1.5, -1.0], D.time_grid(10), iters=100, lr=0.2, progress=False)
+    model = diffusion.GaussianDenoiser(MU, S)
+    z, final, losses = sampling.optimise_noise(model, [1.5, -1.0], diffusion.time_grid(10), iters=100, lr=0.2, progress=False)
     assert losses[-1] < 0.01 * losses[0] and torch.allclose(final[0], torch.tensor([1.5, -1.0]), atol=0.1)
 
 
 def test_energy_floor_is_the_estimators_expectation():
-    assert abs(D.MEAN_DISTANCE_UNIT_SQUARE - 0.5214054) < 1e-7        # the classical constant
-    spread = D.energy_distance_spread(200, pairs=300, seed=1)
-    floor = D.energy_distance_floor(200)                                 # 2·1.0428/200 = 0.01043
+    assert abs(sampling.MEAN_DISTANCE_UNIT_SQUARE - 0.5214054) < 1e-7        # the classical constant
+    spread = sampling.energy_distance_spread(200, pairs=300, seed=1)
+    floor = sampling.energy_distance_floor(200)                                 # 2·1.0428/200 = 0.01043
     assert abs(spread["mean"] - floor) < 3 * spread["sd"] / 300 ** 0.5, (spread, floor)
 
 
 def test_sampler_ablation_switches_one_change_at_a_time():
-    variants = D.sampler_variants()
-    assert variants["course"] == D.SAMPLERS["course"] and variants["ours"] == D.SAMPLERS["ours"]
-    for key, label in D.SAMPLER_CHANGES.items():
+    variants = sampling.sampler_variants()
+    assert variants["course"] == sampling.SAMPLERS["course"] and variants["ours"] == sampling.SAMPLERS["ours"]
+    for key, label in sampling.SAMPLER_CHANGES.items():
         on, off = variants[f"course + {label}"], variants[f"ours − {label}"]
-        assert [k for k in on if on[k] != D.SAMPLERS["course"][k]] == [key]
-        assert [k for k in off if off[k] != D.SAMPLERS["ours"][k]] == [key]
-    assert torch.equal(D.generate(D.UniformDenoiser(), 50, 10, dict(D.SAMPLERS["ours"]), seed=2),
-                       D.generate(D.UniformDenoiser(), 50, 10, "ours", seed=2))
-    assert D.overshoot(torch.tensor([[0.5, 0.5], [1.2, 0.0], [-0.3, -1.05]])).tolist() == pytest.approx([0.2, 0.05])
+        assert [k for k in on if on[k] != sampling.SAMPLERS["course"][k]] == [key]
+        assert [k for k in off if off[k] != sampling.SAMPLERS["ours"][k]] == [key]
+    assert torch.equal(sampling.generate(diffusion.UniformDenoiser(), 50, 10, dict(sampling.SAMPLERS["ours"]), seed=2),
+                       sampling.generate(diffusion.UniformDenoiser(), 50, 10, "ours", seed=2))
+    assert sampling.overshoot(torch.tensor([[0.5, 0.5], [1.2, 0.0], [-0.3, -1.05]])).tolist() == pytest.approx([0.2, 0.05])
 
 
 def test_optimal_denoiser_with_our_sampler_reaches_the_energy_floor():
-    floor = D.energy_distance_floor(1000)
+    floor = sampling.energy_distance_floor(1000)
     assert 0.0 < floor < 0.005
-    q = D.mean_quality(D.UniformDenoiser(), "ours", steps=50, n=1000, seeds=range(3))
+    q = sampling.mean_quality(diffusion.UniformDenoiser(), "ours", steps=50, n=1000, seeds=range(3))
     assert q["frac_in_square"] > 0.995 and q["energy_distance"] < 2 * floor, (q, floor)

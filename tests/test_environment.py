@@ -69,8 +69,10 @@ def test_version_differences_give_one_warning_line(monkeypatch):
     monkeypatch.setattr(environment, "pins", lambda: pinned)
     lines = environment.report("mps", 8, "Apple M2")
     assert lines[0].startswith("torch 2.13.0+cpu | numpy 2.3.0 | device mps | 8 threads")
-    assert len(lines) == 3 and lines[2].startswith("warning: device mps")
-    assert lines[1].startswith("warning: installed versions differ") and lines[1].endswith("numpy 2.3.0 (pinned 2.4.6)")
+    assert lines[1].endswith("(bf16=None): off (no native bf16: fp32)")
+    assert len(lines) == 4 and lines[3].startswith("warning: device mps")
+    assert lines[2].startswith("warning: installed versions differ") and lines[2].endswith("numpy 2.3.0 (pinned 2.4.6)")
+    assert environment.report("cuda", 8, "x", bf16_native=True)[1].endswith("on (native bf16)")
 
 
 def test_this_environment_matches_the_pins():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import helpers
-from helpers import results, setup, storage
+from helpers import gpt_training, results, setup, storage
 
 
 def test_profile_default_and_unknown(profile, monkeypatch):
@@ -111,3 +111,15 @@ def test_checkpoint_round_trip(tmp_path):
     assert torch.equal(state["model"]["weight"], model.weight.detach())
     with pytest.raises(FileNotFoundError):
         storage.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_settings_build_typed_configs_without_remapping():
+    s = setup.settings("02_gpt_alice", "default")
+    cfg = s.as_config(gpt_training.TrainConfig, seed=3)
+    assert (cfg.max_steps, cfg.batch_size, cfg.lr, cfg.warmup, cfg.eval_every, cfg.eval_batches, cfg.seed) == \
+        (s.max_steps, s.batch_size, s.lr, s.warmup, s.eval_every, s.eval_batches, 3)
+    assert cfg.weight_decay == gpt_training.TrainConfig().weight_decay      # not a setting: the config's default
+    with pytest.raises(ValueError, match="TrainConfig has no field"):
+        s.as_config(gpt_training.TrainConfig, sed=3)
+    with pytest.raises(ValueError, match="needs a dataclass"):
+        s.as_config(dict)
