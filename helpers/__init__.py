@@ -2,9 +2,9 @@
 
 Modules, lowest layer first (each imports only modules above it in this list): `environment` (packages and
 versions), `storage` (atomic writes, checkpoints), `setup` (profile, settings, seeding, device, paths), `results`
-(metrics file), `plotting`, `data`, `training` (schedule, resumable state), `evaluation`, `diffusion`, `gpt`,
-`gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`, `vicreg_models`, `embeddings`, `readme`, `answers`,
-`book`. This package's `start` sits on top of them all.
+(metrics file), `plotting`, `downloads`, `data`, `training` (schedule, resumable state), `evaluation`,
+`diffusion`, `diffusion_sampling`, `gpt`, `gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`,
+`vicreg_models`, `embeddings`, `readme`, `answers`, `book`. This package's `start` sits on top of them all.
 """
 from .environment import require
 

@@ -1,4 +1,4 @@
-"""Data sets of the workbook: download (checksummed, atomic), parse, cache.
+"""Data sets of the workbook: where each comes from, how it is parsed, checked and cached (downloads: `downloads`).
 
 Layout under the data directory (``AML_DATA_DIR``, default ``data/``), shared with
 ``../shared/data/provision.py`` on machines without internet::
@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import pickle
 import re
 import tarfile
-import time
-import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,22 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from . import setup, storage
+from .downloads import Remote, check_sums, fix_for, fetch, md5sum, verified
 from .storage import CorruptFileError
 
-# How long a loader waits for the network in all before its offline error, and for any one connection or read.
-DOWNLOAD_BUDGET_S = 60.0
-CONNECT_TIMEOUT_S = 10.0
-
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-@dataclass(frozen=True)
-class Remote:
-    """A file of the data directory and where it comes from."""
-    path: str                 # relative to the data directory
-    urls: tuple[str, ...]     # tried in order
-    md5: str | None = None    # None: the content is checked by its parser instead
-    sha256: str | None = None
 
 
 ALICE = Remote("alice_in_wonderland.txt", (
@@ -68,115 +52,6 @@ TIKTOKEN_GPT2 = tuple(Remote(f"tiktoken/{hashlib.sha1((_BPE + name).encode()).he
                       for name, digest in (
                           ("vocab.bpe", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
                           ("encoder.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783")))
-
-
-class DataUnavailableError(RuntimeError):
-    """The data is neither in the data directory nor downloadable."""
-
-
-def _missing_message(missing: list[Remote], errors: list[str]) -> str:
-    root = setup.data_dir()
-    lines = [f"data not found in {root} and could not be downloaded:"]
-    for remote in missing:
-        lines.append(f"  - {remote.path}  (from {' or '.join(remote.urls)})")
-    if errors:
-        lines.append("download errors: " + "; ".join(errors))
-    lines.append(f"Fix: connect to the internet, or provision an offline copy with "
-                 f"`python ../shared/data/provision.py {root}`, or point AML_DATA_DIR at a folder that holds these "
-                 "files.")
-    return "\n".join(lines)
-
-
-def md5sum(path: str | Path) -> str:
-    return storage.file_digest(path, "md5")
-
-
-def _check_sums(path: Path, remote: Remote, what: str) -> None:
-    for algorithm, expected in (("md5", remote.md5), ("sha256", remote.sha256)):
-        if expected is not None and (got := storage.file_digest(path, algorithm)) != expected:
-            raise CorruptFileError(f"checksum mismatch for {what}: {algorithm} {got}, expected {expected}")
-
-
-def download(url: str, dest: str | Path, md5: str | None = None, timeout: float = CONNECT_TIMEOUT_S,
-             sha256: str | None = None) -> Path:
-    """Download `url` to `dest` atomically. `timeout` bounds the connection and every read (a server that accepts
-    and never answers fails after it). A checksum mismatch raises `CorruptFileError` and leaves nothing."""
-    dest = Path(dest)
-
-    def write(tmp: Path) -> None:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-        try:
-            _check_sums(tmp, Remote(dest.name, (url,), md5, sha256), url)
-        except CorruptFileError as err:
-            raise CorruptFileError(f"{err}; the download was discarded") from None
-
-    return storage.atomic_write(dest, write)
-
-
-def fetch(*remotes: Remote, budget: float | None = None) -> list[Path]:
-    """Local paths of `remotes`, downloading the missing ones; one clear error if any stays missing.
-
-    All downloads of one call wait at most `budget` seconds (``DOWNLOAD_BUDGET_S``) for the network before giving
-    up: each connection gets the smaller of ``CONNECT_TIMEOUT_S`` and what is left of the budget.
-    """
-    root = setup.data_dir()
-    deadline = time.monotonic() + (DOWNLOAD_BUDGET_S if budget is None else budget)
-    missing, errors = [], []
-    for remote in remotes:
-        path = root / remote.path
-        if path.exists():
-            continue
-        for url in remote.urls:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                errors.append(f"{url}: not tried, the {DOWNLOAD_BUDGET_S if budget is None else budget:.0f} s "
-                              "download budget was spent")
-                continue
-            try:
-                download(url, path, remote.md5, timeout=min(CONNECT_TIMEOUT_S, left), sha256=remote.sha256)
-                break
-            except CorruptFileError:
-                raise
-            except OSError as err:  # no network, host down, 404, timed out...
-                errors.append(f"{url}: {err}")
-        else:
-            missing.append(remote)
-    if missing:
-        raise DataUnavailableError(_missing_message(missing, errors))
-    return [root / remote.path for remote in remotes]
-
-
-# ------------------------------------------------------------------------------- verification on load
-
-_VERIFIED = ".verified.json"
-
-
-def verified(path: Path, check, kind: str) -> None:
-    """Run ``check(path)`` unless `path` passed it before with the same size and modification time (recorded in
-    ``<data>/.verified.json``), so that verifying on every load costs nothing the second time. `check` raises
-    `CorruptFileError`; the file is then left for the caller to delete or report."""
-    record = setup.data_dir() / _VERIFIED
-    try:
-        seen = json.loads(record.read_text()) if record.exists() else {}
-    except (OSError, ValueError):
-        seen = {}
-    stat = path.stat()
-    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, kind]
-    if seen.get(key) == stamp:
-        return
-    check(path)
-    seen[key] = stamp
-    try:
-        storage.atomic_write(record, lambda tmp: tmp.write_text(json.dumps(seen, indent=1)))
-    except OSError:
-        pass  # a read-only data folder: verify again next time
-
-
-def _fix_for(path: Path) -> str:
-    return (f"delete {path} and run again to download it (or provision it with "
-            f"`python ../shared/data/provision.py {setup.data_dir()}`)")
 
 
 # ------------------------------------------------------------------------------------------- Alice
@@ -229,7 +104,7 @@ def load_alice() -> str:
         try:
             check_alice_text(_read_text(p), str(p))
         except CorruptFileError as err:
-            raise CorruptFileError(f"{err}. Fix: {_fix_for(p)}") from None
+            raise CorruptFileError(f"{err}. Fix: {fix_for(p)}") from None
 
     verified(path, check, "alice")
     return _read_text(path)
@@ -315,7 +190,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise CorruptFileError(f"{path} is damaged ({type(err).__name__}: {err}). Fix: {_fix_for(path)}") from None
+        raise CorruptFileError(f"{path} is damaged ({type(err).__name__}: {err}). Fix: {fix_for(path)}") from None
 
 
 def load_cifar10() -> dict[str, np.ndarray]:
@@ -339,7 +214,7 @@ def load_cifar10() -> dict[str, np.ndarray]:
     try:
         check_cifar10(arrays, str(path))
     except CorruptFileError as err:
-        raise CorruptFileError(f"{err}. Fix: {_fix_for(path)}") from None
+        raise CorruptFileError(f"{err}. Fix: {fix_for(path)}") from None
     return arrays
 
 
@@ -352,7 +227,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        raise CorruptFileError(f"{path} is damaged ({type(err).__name__}: {err}). Fix: {_fix_for(Path(path))}") \
+        raise CorruptFileError(f"{path} is damaged ({type(err).__name__}: {err}). Fix: {fix_for(Path(path))}") \
             from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise CorruptFileError(f"{path} is not an IDX file of unsigned bytes")
@@ -380,9 +255,9 @@ def load_mnist_test() -> tuple[np.ndarray, np.ndarray]:
 
 def _check_file(path: Path, remote: Remote) -> None:
     try:
-        _check_sums(path, remote, str(path))
+        check_sums(path, remote, str(path))
     except CorruptFileError as err:
-        raise CorruptFileError(f"{err}. Fix: {_fix_for(path)}") from None
+        raise CorruptFileError(f"{err}. Fix: {fix_for(path)}") from None
 
 
 # ----------------------------------------------------------------------------------------- tiktoken

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,19 @@ def kill_on_call(monkeypatch):
 def tiny_images():
     """tiny_images(n=48, seed=0): n random uint8 CIFAR-shaped images (n, 32, 32, 3)."""
     return lambda n=48, seed=0: np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+class Payload:
+    """Unpickling this runs a shell command that creates `marker`: what a planted file would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def planted():
+    """planted(marker): an object whose unpickling would create the file `marker` (a code-running payload)."""
+    return Payload

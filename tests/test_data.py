@@ -1,5 +1,4 @@
 import gzip
-import os
 import socket
 import time
 import io
@@ -9,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from helpers import data, setup
+from helpers import data, downloads, setup
 from helpers.vicreg import to_float
 
 PROVISIONED = setup.repo_root() / "data"
@@ -93,7 +92,7 @@ def test_good_download_is_kept(tmp_path, data_dir):
 def test_missing_data_gives_one_clear_error(data_dir, monkeypatch):
     monkeypatch.setattr(data, "MNIST_TEST_IMAGES", data.Remote(data.MNIST_TEST_IMAGES.path, ("file:///no/such/a",)))
     monkeypatch.setattr(data, "MNIST_TEST_LABELS", data.Remote(data.MNIST_TEST_LABELS.path, ("file:///no/such/b",)))
-    with pytest.raises(data.DataUnavailableError) as err:
+    with pytest.raises(downloads.DataUnavailableError) as err:
         data.load_mnist_test()
     message = str(err.value)
     for needle in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "file:///no/such/a",
@@ -146,14 +145,6 @@ def test_mnist_as_cifar_shape_channels_and_normalisation():
 
 # ------------------------------------------------------------------ hostile files, bad networks (issue 11)
 
-class Payload:
-    """Unpickling this runs a shell command that creates `marker`: what a planted file would do."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def add_to_tar(tar, name, raw):
@@ -162,11 +153,11 @@ def add_to_tar(tar, name, raw):
     tar.addfile(info, io.BytesIO(raw))
 
 
-def test_cifar_archive_with_a_payload_is_refused_before_it_runs(tmp_path):
+def test_cifar_archive_with_a_payload_is_refused_before_it_runs(planted, tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.tar.gz"
     with tarfile.open(evil, "w:gz") as tar:
-        add_to_tar(tar, "data_batch_1", pickle.dumps({b"data": Payload(marker)}))
+        add_to_tar(tar, "data_batch_1", pickle.dumps({b"data": planted(marker)}))
     with pytest.raises(data.CorruptFileError, match="md5.*nothing was unpickled"):
         data.cifar10_from_tar(evil, md5=data.CIFAR10_TAR.md5)          # the md5 is checked first
     with pytest.raises(data.CorruptFileError, match="refused to unpickle posix.system|refused to unpickle nt.system"):
@@ -184,18 +175,18 @@ def silent_server():
 
 def test_a_silent_server_costs_at_most_the_download_budget(data_dir, monkeypatch):
     srv, url = silent_server()
-    monkeypatch.setattr(data, "CONNECT_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(data, "DOWNLOAD_BUDGET_S", 2.5)
+    monkeypatch.setattr(downloads, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(downloads, "DOWNLOAD_BUDGET_S", 2.5)
     monkeypatch.setattr(data, "MNIST_TEST_IMAGES", data.Remote(data.MNIST_TEST_IMAGES.path, (url + "a", url + "b")))
     monkeypatch.setattr(data, "MNIST_TEST_LABELS", data.Remote(data.MNIST_TEST_LABELS.path, (url + "c", url + "d")))
     start = time.monotonic()
-    with pytest.raises(data.DataUnavailableError, match="budget was spent") as err:
+    with pytest.raises(downloads.DataUnavailableError, match="budget was spent") as err:
         data.load_mnist_test()
     assert time.monotonic() - start < 4.0 and "timed out" in str(err.value)   # 4 URLs × 1 s would be 4 s
     monkeypatch.setattr(data, "TIKTOKEN_GPT2", tuple(data.Remote(r.path, (url + "bpe",), sha256=r.sha256)
                                                      for r in data.TIKTOKEN_GPT2))
     start = time.monotonic()
-    with pytest.raises(data.DataUnavailableError, match="tiktoken"):
+    with pytest.raises(downloads.DataUnavailableError, match="tiktoken"):
         data.gpt2_encoding()                                            # tiktoken never downloads by itself
     assert time.monotonic() - start < 4.0
     srv.close()
@@ -214,7 +205,7 @@ def test_bpe_files_are_downloaded_by_our_downloader_and_checked(data_dir, tmp_pa
 def test_offline_fix_names_the_actual_data_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("AML_DATA_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setattr(data, "MNIST_TEST_IMAGES", data.Remote(data.MNIST_TEST_IMAGES.path, ("file:///no/such/a",)))
-    with pytest.raises(data.DataUnavailableError, match=f"provision.py {tmp_path / 'elsewhere'}`"):
+    with pytest.raises(downloads.DataUnavailableError, match=f"provision.py {tmp_path / 'elsewhere'}`"):
         data.load_mnist_test()
 
 

@@ -13,17 +13,11 @@ from helpers import vicreg as V
 from helpers.vicreg import EncoderConfig
 
 
-class Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_checkpoint_with_a_planted_payload_is_refused_and_nothing_runs(tmp_path):
+def test_a_checkpoint_with_a_planted_payload_is_refused_and_nothing_runs(planted, tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"model": {"w": torch.zeros(2)}, "extra": Payload(marker)}, tmp_path / "evil.pt")
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": planted(marker)}, tmp_path / "evil.pt")
     with pytest.raises(storage.CorruptFileError, match="evil.pt was refused.*could run code"):
         storage.load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
