@@ -15,7 +15,7 @@ import inspect  # noqa: E402
 import textwrap  # noqa: E402
 
 import torch  # noqa: E402
-from IPython.display import Code, display  # noqa: E402
+from IPython.display import Markdown, display  # noqa: E402
 
 from . import environment, setup  # noqa: E402
 from .plotting import save_fig, set_style  # noqa: E402
@@ -54,4 +54,5 @@ def source(obj, docstring: bool = False) -> str:
 def show_source(*objs, docstring: bool = False) -> None:
     """Display the tested helpers a question is about, highlighted, next to the cell that uses them: the notebook
     shows the code that runs, from its one source of truth."""
-    display(Code("\n\n".join(source(obj, docstring).rstrip() for obj in objs), language="python"))
+    code = "\n\n".join(source(obj, docstring).rstrip() for obj in objs)
+    display(Markdown(f"```python\n{code}\n```"))  # a fenced block: monospace and highlighted in Lab and in the book

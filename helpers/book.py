@@ -104,10 +104,16 @@ def index_notebook(names: list[str], metrics: dict) -> nbformat.NotebookNode:
     return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
 
 
+# Code shown by `helpers.show_source` is a markdown output: give its block the look of code cells.
+CSS = ("<style>.jp-RenderedMarkdown pre { font-family: var(--jp-code-font-family, monospace); "
+       "font-size: var(--jp-code-font-size, 13px); background: var(--jp-cell-editor-background, #f7f7f7); "
+       "padding: 6px 10px; }</style>")
+
+
 def export(nb: nbformat.NotebookNode, title: str) -> str:
     exporter = HTMLExporter(template_name="lab", exclude_input_prompt=False)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return body
+    return body.replace("</head>", CSS + "\n</head>", 1)
 
 
 def _write(path: Path, text: str) -> None:

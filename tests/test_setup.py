@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import helpers
-from helpers import gpt_training, results, setup, storage
+from helpers import gpt_training, results, setup, storage, vicreg
 
 
 def test_profile_default_and_unknown(profile, monkeypatch):
@@ -123,3 +123,14 @@ def test_settings_build_typed_configs_without_remapping():
         s.as_config(gpt_training.TrainConfig, sed=3)
     with pytest.raises(ValueError, match="needs a dataclass"):
         s.as_config(dict)
+
+
+def test_show_source_displays_the_helper_without_its_docstring(monkeypatch):
+    shown = []
+    monkeypatch.setattr(helpers, "display", shown.append)
+    helpers.show_source(vicreg.variance, vicreg.invariance)
+    text = shown[0].data
+    assert text.startswith("```python\ndef variance(") and text.endswith("```")
+    assert "F.relu(gamma - torch.sqrt(z.var(dim=0) + eps))" in text and "def invariance(" in text
+    assert '"""' not in text
+    assert '"""' in helpers.source(vicreg.variance, docstring=True)
