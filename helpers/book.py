@@ -35,7 +35,7 @@ HEADLINES = {
     "01_diffusion": [("energy_distance", "energy distance to the data", "{:.4f}"),
                      ("frac_in_square", "samples inside the square", "{:.1%}")],
     "02_gpt_alice": [("val_perplexity", "validation perplexity", "{:.1f}"),
-                     ("inversion_exact", "inversion exact", "{}")],
+                     ("inversion_exact", "inversion recovers the sentence exactly", "{}")],
     "03_vicreg": [("probe_acc_vicreg", "linear probe", "{:.1%}"), ("auc_vicreg", "anomaly AUC (MNIST)", "{:.3f}")],
 }
 MAX_LINES = 30      # a longer text output keeps its first and last lines
@@ -81,7 +81,10 @@ def navigation(names: list[str], i: int) -> str:
 
 def headline(notebook: str, metrics: dict) -> str:
     values = metrics.get(notebook, {})
-    parts = [f"{label} **{fmt.format(values[key])}**" for key, label, fmt in HEADLINES.get(notebook, [])
+    def shown(value, fmt):
+        return ("yes" if value else "no") if isinstance(value, bool) else fmt.format(value)
+
+    parts = [f"{label} **{shown(values[key], fmt)}**" for key, label, fmt in HEADLINES.get(notebook, [])
              if values.get(key) is not None]
     if values.get("profile"):
         parts.append(f"profile `{values['profile']}`, {values.get('date', '')}".rstrip(", "))

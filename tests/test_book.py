@@ -36,6 +36,8 @@ def test_book_has_every_page_linked_and_readable(notebooks, tmp_path):
     index = (tmp_path / "index.html").read_text()
     assert "linear probe <strong>71.2%</strong>" in index and "anomaly AUC (MNIST) <strong>0.910</strong>" in index
     assert "no recorded metrics yet" in index  # chapter 01 has none in `metrics`
+    assert book.headline("02_gpt_alice", {"02_gpt_alice": {"inversion_exact": True, "val_perplexity": 1.0}}) == \
+        "validation perplexity **1.0**; inversion recovers the sentence exactly **yes**"
     first = (tmp_path / "01_diffusion.html").read_text()
     assert "<h1" in first and "1 · Diffusion in 2-D" in first         # an untitled notebook gets the chapter's title
     assert 'href="03_vicreg.html"' in first and 'href="index.html"' in first
