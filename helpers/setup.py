@@ -21,7 +21,6 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-
 PROFILES = ("smoke", "default", "full")
 
 # Every size that differs between profiles, per notebook. `smoke` proves that each cell runs (CI),
