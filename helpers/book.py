@@ -178,7 +178,7 @@ def check_site(out: str | Path, chapters: list[str] | None = None) -> list[str]:
         text = page.read_text(encoding="utf-8")
         parser = _Links()
         parser.feed(text)
-        local = [href.split("#")[0] for href in parser.links if not re.match(r"^[a-z]+:|^#", href)]
+        local = sorted({href.split("#")[0] for href in parser.links if not re.match(r"^[a-z]+:|^#", href)})
         problems += [f"{page.name}: link to missing {href}" for href in local if href and not (out / href).is_file()]
         if page != index and "index.html" not in local:
             problems.append(f"{page.name}: no link back to the contents")
