@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from helpers import diffusion, diffusion_sampling as sampling
+from helpers import diffusion, diffusion_exact as exact, diffusion_sampling as sampling
 from helpers.setup import settings
 
 
@@ -34,7 +34,7 @@ def main():
     print(f"training {cfg.epochs} epochs on {cfg.n_train} points (full batch): {train_s:.1f} s   (target <= 30 s)")
     print(f"sampling 1000 points, T=1000: median {np.median(times):.2f} s   (target <= 2 s)")
     print(f"held-out MSE {diffusion.heldout_loss(model, x_heldout, repeats=50):.4f}   (target <= 0.835; "
-          f"Bayes floor {diffusion.bayes_floor_uniform():.4f})")
+          f"Bayes floor {exact.bayes_floor_uniform():.4f})")
     for name, q in quality.items():
         print(f"sampler {name:>6}, T=1000, 10 seeds x 1000 points: "
               f"inside {q['frac_in_square']:.2%}, energy distance {q['energy_distance']:.4f}")

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from helpers import diffusion, diffusion_sampling as sampling
+from helpers import diffusion, diffusion_exact as exact, diffusion_sampling as sampling
 
 MU, S = torch.tensor([0.3, -0.2]), 0.5
 
@@ -48,7 +48,7 @@ def test_time_grid(spacing):
 
 
 def test_exact_gaussian_denoiser_reproduces_the_data():
-    model = diffusion.GaussianDenoiser(MU, S)
+    model = exact.GaussianDenoiser(MU, S)
     g = torch.Generator().manual_seed(0)
     n = 20_000
     z = MU + math.sqrt(S ** 2 + 1.0) * torch.randn(n, 2, generator=g)  # the true marginal at t = 1
@@ -61,7 +61,7 @@ def test_exact_gaussian_denoiser_reproduces_the_data():
 
 
 def test_ancestral_sampler_also_reproduces_the_data_and_is_random():
-    model = diffusion.GaussianDenoiser(MU, S)
+    model = exact.GaussianDenoiser(MU, S)
     z = MU + math.sqrt(S ** 2 + 1.0) * torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1))
     a = sampling.sample(model, z, diffusion.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(2))
     b = sampling.sample(model, z, diffusion.time_grid(200), eta=1.0, generator=torch.Generator().manual_seed(3))
@@ -80,15 +80,15 @@ def analytic_diffusion_term(x, steps, mean=MU):
 
 
 def test_elbo_bounds_log_density_and_closes_with_more_steps():
-    model = diffusion.GaussianDenoiser(torch.zeros(2), S)  # centred data: N(0, (s²+1)I) is the true marginal at t = 1
+    model = exact.GaussianDenoiser(torch.zeros(2), S)  # centred data: N(0, (s²+1)I) is the true marginal at t = 1
     x = torch.tensor([[0.0, 0.0], [0.4, -0.3], [1.2, 0.9]])
-    exact = gaussian_logpdf(x.double(), 0.0, S)
+    log_p = gaussian_logpdf(x.double(), 0.0, S)
     mc_gaps, closed_gaps = [], []
     for steps in (10, 100, 10_000):
         out = diffusion.elbo(model, x, steps, n_samples=200_000, prior_std=math.sqrt(S ** 2 + 1), seed=steps)
-        mc_gaps.append(exact - out["elbo"])
+        mc_gaps.append(log_p - out["elbo"])
         closed = out["reconstruction"] - out["prior"] - analytic_diffusion_term(x, steps, mean=torch.zeros(2))
-        closed_gaps.append(exact - closed)
+        closed_gaps.append(log_p - closed)
     mc_gaps, closed_gaps = torch.stack(mc_gaps), torch.stack(closed_gaps)
     # the Monte Carlo estimate (standard error about 0.02 here) stays below log p(x)...
     assert (mc_gaps > -0.06).all() and (mc_gaps[0] > mc_gaps[1]).all(), mc_gaps
@@ -99,7 +99,7 @@ def test_elbo_bounds_log_density_and_closes_with_more_steps():
 
 
 def test_elbo_monte_carlo_equals_closed_form():
-    model = diffusion.GaussianDenoiser(MU, S)
+    model = exact.GaussianDenoiser(MU, S)
     x = torch.tensor([[0.3, -0.2], [1.0, 1.0]])
     for steps in (10, 1000):
         out = diffusion.elbo(model, x, steps, n_samples=50_000, seed=1)
@@ -107,9 +107,9 @@ def test_elbo_monte_carlo_equals_closed_form():
 
 
 def test_bayes_floor_agrees_with_monte_carlo_of_the_optimal_denoiser():
-    floor = diffusion.bayes_floor_uniform()
+    floor = exact.bayes_floor_uniform()
     x = torch.rand(50_000, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    mc = diffusion.heldout_loss(diffusion.UniformDenoiser(), x, repeats=10)
+    mc = diffusion.heldout_loss(exact.UniformDenoiser(), x, repeats=10)
     assert abs(mc - floor) < 0.006, (mc, floor)  # about 3 standard errors
     assert 0.80 < floor < 0.85
 
@@ -160,14 +160,14 @@ def test_bad_input():
 
 
 def test_trajectory_and_callback():
-    model = diffusion.GaussianDenoiser(MU, S)
+    model = exact.GaussianDenoiser(MU, S)
     path = sampling.trajectory(model, torch.zeros(4, 2) + 2.0, diffusion.time_grid(30))
     assert path.shape == (31, 4, 2) and torch.equal(path[0], torch.full((4, 2), 2.0))
     assert (path[-1] - MU).norm(dim=1).max() < (path[0] - MU).norm(dim=1).min()
 
 
 def test_optimise_noise_moves_the_sample_towards_the_target():
-    model = diffusion.GaussianDenoiser(MU, S)
+    model = exact.GaussianDenoiser(MU, S)
     z, final, losses = sampling.optimise_noise(model, [1.5, -1.0], diffusion.time_grid(10), iters=100, lr=0.2, progress=False)
     assert losses[-1] < 0.01 * losses[0] and torch.allclose(final[0], torch.tensor([1.5, -1.0]), atol=0.1)
 
@@ -186,13 +186,13 @@ def test_sampler_ablation_switches_one_change_at_a_time():
         on, off = variants[f"course + {label}"], variants[f"ours − {label}"]
         assert [k for k in on if on[k] != sampling.SAMPLERS["course"][k]] == [key]
         assert [k for k in off if off[k] != sampling.SAMPLERS["ours"][k]] == [key]
-    assert torch.equal(sampling.generate(diffusion.UniformDenoiser(), 50, 10, dict(sampling.SAMPLERS["ours"]), seed=2),
-                       sampling.generate(diffusion.UniformDenoiser(), 50, 10, "ours", seed=2))
+    assert torch.equal(sampling.generate(exact.UniformDenoiser(), 50, 10, dict(sampling.SAMPLERS["ours"]), seed=2),
+                       sampling.generate(exact.UniformDenoiser(), 50, 10, "ours", seed=2))
     assert sampling.overshoot(torch.tensor([[0.5, 0.5], [1.2, 0.0], [-0.3, -1.05]])).tolist() == pytest.approx([0.2, 0.05])
 
 
 def test_optimal_denoiser_with_our_sampler_reaches_the_energy_floor():
     floor = sampling.energy_distance_floor(1000)
     assert 0.0 < floor < 0.005
-    q = sampling.mean_quality(diffusion.UniformDenoiser(), "ours", steps=50, n=1000, seeds=range(3))
+    q = sampling.mean_quality(exact.UniformDenoiser(), "ours", steps=50, n=1000, seeds=range(3))
     assert q["frac_in_square"] > 0.995 and q["energy_distance"] < 2 * floor, (q, floor)
