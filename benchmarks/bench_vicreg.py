@@ -4,7 +4,8 @@ the step the workbook used before (fp32, NCHW layout, width 32 / stride 2, batch
 
 Variants: NCHW fp32 (`deterministic=True`), channels-last fp32 (the fast path where bf16 is not native),
 channels-last + bf16 autocast (only where the CPU or GPU runs bf16 natively: emulated bf16 is ~300x slower), and
-`torch.compile` of the model on top of the fast path. Encoders: the default recipe's and the others we compared.
+`torch.compile` of the model on top of the fast path, for each encoder we compared (batch 256); last, the shipped
+recipe's own step (its encoder and batch size) on the fast path.
 
 Run: .venv/bin/python benchmarks/bench_vicreg.py [steps]   (default 4 timed steps per variant, after 2 warm-up steps)
 """
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from helpers import vicreg_training as VT
-from helpers.setup import bf16_fast, cpu_name, pick_device
+from helpers.setup import SETTINGS, bf16_fast, cpu_name, pick_device
 from helpers.vicreg import EncoderConfig, VICReg, to_float
 
 ENCODERS = [(32, 2), (16, 1), (24, 1), (64, 1)]  # (width, first-convolution stride); (64, 1) is the course's
@@ -53,7 +54,7 @@ def main():
     images = np.random.default_rng(0).integers(0, 256, (2048, 32, 32, 3), dtype=np.uint8)
     native = bf16_fast(device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else cpu_name()
-    print(f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {native}; batch 256")
+    print(f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {native}")
     variants = [("NCHW fp32 (deterministic)", dict(deterministic=True, bf16=False)),
                 ("channels-last fp32", dict(deterministic=False, bf16=False))]
     if native:
@@ -62,16 +63,17 @@ def main():
         print("bf16 autocast not measured: no native bf16 here (AVX-512 BF16, AMX or a GPU)")
     fast = variants[-1][1]
     variants.append((f"{variants[-1][0]} + torch.compile", dict(fast, compile=True)))
+    rows = [(width, stride, 256, label, kw) for width, stride in ENCODERS for label, kw in variants
+            if not (width == 64 and device.type == "cpu" and "compile" in label)]  # minutes of compilation
+    d = SETTINGS["03_vicreg"]["default"]  # the shipped recipe's own step, at its batch size, on the fast path
+    rows.append((d["width"], d["stem_stride"], d["batch_size"], f"{variants[-2][0]}, default recipe", variants[-2][1]))
     baseline = None
-    print(f"{'encoder':>8} {'variant':40s} {'img/s':>7} {'min/epoch':>9} {'speed-up':>8} {'augment':>7}")
-    for width, stride in ENCODERS:
-        for label, kw in variants:
-            if width == 64 and device.type == "cpu" and "compile" in label:
-                continue  # minutes of compilation for a model nobody trains on a CPU
-            ips, share = images_per_second(width, stride, images, steps if width < 64 else 2, device, **kw)
-            baseline = baseline or ips  # the first row: today's default step
-            print(f"{width:>4d}/{stride:<3d} {label:40s} {ips:7.0f} {50000 / ips / 60:9.1f} {ips / baseline:7.2f}x "
-                  f"{share:7.1%}", flush=True)
+    print(f"{'encoder':>8} {'batch':>5} {'variant':44s} {'img/s':>7} {'min/epoch':>9} {'speed-up':>8} {'augment':>7}")
+    for width, stride, batch, label, kw in rows:
+        ips, share = images_per_second(width, stride, images, steps if width < 64 else 2, device, batch=batch, **kw)
+        baseline = baseline or ips  # the first row: the step the workbook used before
+        print(f"{width:>4d}/{stride:<3d} {batch:5d} {label:44s} {ips:7.0f} {50000 / ips / 60:9.1f} "
+              f"{ips / baseline:7.2f}x {share:7.1%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def main(argv=None):
     log = setup.data_dir() / "recipes" / f"accuracy_curve_{setup.profile()}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     device = setup.pick_device()
-    print(f"{setup.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else setup.cpu_name()
+    print(f"{where}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
           f"recipe: {cfg}")
     print(f"{'epoch':>5} {'minutes':>8} {'probe':>7}")
 
@@ -43,7 +44,7 @@ def main(argv=None):
             return
         acc = M.probe_accuracy(model.encoder, x_train, y_train, x_test, y_test, s.probe_epochs, device)
         row = {"epoch": epoch, "minutes": round(history["seconds"] / 60, 2), "probe_acc": round(acc, 4),
-               "cpu": setup.cpu_name(), "device": str(device)}
+               "hardware": where, "device": str(device)}
         with log.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{epoch:5d} {row['minutes']:8.1f} {acc:7.1%}", flush=True)

@@ -8,7 +8,7 @@ features → test, 30 epochs). The course's loss (λ = µ = 25, ν = 1) is kept 
 Results are appended to ``data/recipes/epochs<E>.jsonl`` (one line per candidate; finished candidates are skipped
 on the next run, so the script can be stopped and resumed) and printed as a table, best first.
 
-Run: .venv/bin/python benchmarks/vicreg_recipes.py --epochs 1 [--only NAME ...]
+Run: .venv/bin/python benchmarks/vicreg_recipes.py --epochs 1 [--only NAME ...] [--seed S]
 """
 import argparse
 import json
@@ -49,6 +49,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1, help="the image budget, in epochs of 50,000 images")
     parser.add_argument("--only", nargs="*", help="candidates to run (default: all)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="another seed for the same candidates (rows named NAME@seedS): how much of a gap is noise")
     args = parser.parse_args(argv)
     unknown = set(args.only or ()) - set(CANDIDATES)
     if unknown:
@@ -59,19 +61,20 @@ def main(argv=None):
     cifar = load_cifar10()
     cpu = setup.cpu_name()
     for name in args.only or CANDIDATES:
-        if name in done:
+        key = name if args.seed == 0 else f"{name}@seed{args.seed}"
+        if key in done:
             continue
-        cfg = recipe(name, args.epochs)
+        cfg = recipe(name, args.epochs, args.seed)
         t0 = time.perf_counter()
         model, history = VT.train_vicreg(cifar["x_train"], cfg, progress=False, deterministic=False)
         acc = M.probe_accuracy(model.encoder, cifar["x_train"], cifar["y_train"], cifar["x_test"], cifar["y_test"],
                                epochs=30)
-        row = {"name": name, "epochs": args.epochs, "probe_acc": round(acc, 4),
+        row = {"name": key, "epochs": args.epochs, "probe_acc": round(acc, 4),
                "train_minutes": round(history["seconds"] / 60, 2),
                "images_per_second": round(args.epochs * len(cifar["x_train"]) / history["seconds"], 1),
                "final_loss": round(sum(history["batch"]["loss"][-20:]) / 20, 3), "cpu": cpu,
                "threads": torch.get_num_threads(), "total_minutes": round((time.perf_counter() - t0) / 60, 2)}
-        done[name] = row
+        done[key] = row
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)

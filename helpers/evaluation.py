@@ -186,3 +186,13 @@ def pca(features, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
     x = x - x.mean(0)
     _, s, vt = torch.linalg.svd(x, full_matrices=False)
     return (x @ vt[:n_components].T).float().numpy(), (s ** 2 / (len(x) - 1)).numpy()
+
+
+def effective_rank(spectrum) -> float:
+    """exp of the entropy of the normalised variance spectrum (Roy & Vetterli 2007): d for d equal variances,
+    1 when one direction holds all of it."""
+    p = np.asarray(spectrum, dtype=np.float64)
+    if p.ndim != 1 or not len(p) or (p < 0).any() or p.sum() <= 0:
+        raise ValueError("the spectrum must be a non-empty vector of variances >= 0, not all zero")
+    p = p / p.sum()
+    return float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()))

@@ -127,6 +127,15 @@ def test_pca_matches_the_covariance_eigenvalues():
     assert proj.shape == (500, 2) and np.allclose(proj.var(0, ddof=1), eig[:2], rtol=1e-3)
 
 
+def test_effective_rank_counts_equal_directions():
+    assert E.effective_rank(np.ones(7)) == pytest.approx(7)
+    assert E.effective_rank([3.0, 0, 0, 0]) == pytest.approx(1)
+    assert E.effective_rank([1.0, 1, 0, 0]) == pytest.approx(2)          # zero variances do not count
+    assert 1 < E.effective_rank([0.9, 0.1]) < 2
+    with pytest.raises(ValueError, match="spectrum"):
+        E.effective_rank([0.0, 0.0])
+
+
 def test_tsne_shape_and_bad_input():
     x, _ = blobs(60, 0)
     assert E.tsne(x).shape == (60, 2)
