@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from . import setup, storage
@@ -41,7 +42,7 @@ def model_config(name: str, s: SimpleNamespace, seed: int = 0) -> VICRegConfig:
     return VICRegConfig(encoder=enc, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, schedule=s.schedule,
                         warmup_epochs=s.warmup_epochs, optimizer=s.optimizer, weight_decay=s.weight_decay,
                         blur=s.blur, mu=0.0 if name == "no_variance" else 25.0,
-                        seed=seed + (name == "no_variance"), bf16=s.bf16)
+                        seed=seed, bf16=s.bf16)  # no_variance: the same seed, so that µ is the only difference
 
 
 def model_spec(name: str, s: SimpleNamespace, n_train: int, seed: int = 0) -> dict:
@@ -151,6 +152,17 @@ def load_or_train(name: str, cfg: VICRegConfig, images, test_images=None, neighb
     save_weights(path, model.encoder, spec, history)
     checkpoint.unlink(missing_ok=True)
     return load_weights(path, spec)
+
+
+def training_speed(history: dict, images_per_epoch: int) -> dict:
+    """Each epoch's training minutes (from the history's cumulative ``epoch_seconds``) and the images/s of the
+    median epoch: the machine's rate, which an epoch slowed by other work on the same cores does not move."""
+    cumulative = history.get("epoch_seconds") or []
+    if len(cumulative) != len(history["epoch"]) or not cumulative:
+        raise ValueError("this history has no per-epoch training times (weights saved before they were recorded); "
+                         "retrain the model with `make weights` to measure them")
+    per_epoch = np.diff([0.0, *cumulative])
+    return {"epoch_minutes": (per_epoch / 60).tolist(), "images_per_second": images_per_epoch / float(np.median(per_epoch))}
 
 
 def probe_accuracy(encoder: Encoder, x_train, y_train, x_test, y_test, epochs: int, device="cpu",

@@ -30,6 +30,7 @@ def test_weights_round_trip_and_are_never_loaded_for_another_config(tiny_images,
     path = weights / "vicreg_default.pt"
     saved = torch.load(path, weights_only=False)
     assert saved["spec"]["config"]["epochs"] == 2 and len(history["epoch"]) == 2 and history["minutes"] > 0
+    assert 0 < history["epoch_seconds"][0] < history["epoch_seconds"][1] == pytest.approx(history["minutes"] * 60)
     assert all(v.dtype == torch.float16 for v in saved["encoder"].values() if v.is_floating_point())
     assert not (setup.data_dir() / "checkpoints" / "vicreg_default.pt").exists()  # removed once shipped
 
@@ -67,7 +68,17 @@ def test_no_neighbours_model_trains_on_neighbours_of_the_unshuffled_training_set
     assert torch.equal(nb.sort(1).values, d.topk(M.N_NEIGHBOURS, largest=False).indices.sort(1).values)
     spec = torch.load(weights / "no_neighbours_default.pt", weights_only=False)["spec"]
     assert spec["depends"]["neighbours_of"]["config"]["mu"] == 25.0
-    assert torch.load(weights / "no_variance_default.pt", weights_only=False)["spec"]["config"]["mu"] == 0.0
+    configs = {name: torch.load(weights / f"{name}_default.pt", weights_only=False)["spec"]["config"]
+               for name in ("vicreg", "no_variance")}
+    assert configs["no_variance"] == {**configs["vicreg"], "mu": 0.0}  # same seed and epochs: µ the only difference
+
+
+def test_training_speed_is_the_median_epoch():
+    history = {"epoch": [1, 2, 3, 4], "epoch_seconds": [60.0, 120.0, 600.0, 660.0]}  # epoch 3 shared the cores
+    speed = M.training_speed(history, images_per_epoch=6000)
+    assert speed["epoch_minutes"] == pytest.approx([1, 1, 8, 1]) and speed["images_per_second"] == pytest.approx(100)
+    with pytest.raises(ValueError, match="no per-epoch training times"):
+        M.training_speed({"epoch": [1, 2], "seconds": 10.0}, 6000)
 
 
 def test_neighbour_pairs_replace_the_generated_views(tiny_images):
