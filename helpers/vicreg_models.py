@@ -162,7 +162,8 @@ def training_speed(history: dict, images_per_epoch: int) -> dict:
         raise ValueError("this history has no per-epoch training times (weights saved before they were recorded); "
                          "retrain the model with `make weights` to measure them")
     per_epoch = np.diff([0.0, *cumulative])
-    return {"epoch_minutes": (per_epoch / 60).tolist(), "images_per_second": images_per_epoch / float(np.median(per_epoch))}
+    return {"epoch_minutes": (per_epoch / 60).tolist(),
+            "images_per_second": images_per_epoch / float(np.median(per_epoch))}
 
 
 def probe_accuracy(encoder: Encoder, x_train, y_train, x_test, y_test, epochs: int, device="cpu",

@@ -163,7 +163,8 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
     opt = make_optimizer(model, cfg)
     g = torch.Generator().manual_seed(cfg.seed)
     history = {"batch": {"loss": [], "invariance": [], "variance": [], "covariance": []},
-               "epoch": [], "test": [], "seconds": 0.0, "epoch_seconds": [], "bf16": bf16, "deterministic": deterministic,
+               "epoch": [], "test": [], "seconds": 0.0, "epoch_seconds": [], "bf16": bf16,
+               "deterministic": deterministic,
                "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
                "threads": torch.get_num_threads(), "torch_version": str(torch.__version__)}
     epoch, expected = 0, {"config": asdict(cfg)}
