@@ -31,6 +31,7 @@ CANDIDATES = {
     "w16s1_adam2e-3_b128": dict(batch_size=128),
     "w16s1_adam2e-3_noblur": dict(blur=False),
     "w16s1_adam2e-3_proj1024": dict(proj_dim=1024),
+    "w16s1_adam2e-3_b128_proj1024": dict(batch_size=128, proj_dim=1024),
     "w16s1_adamw2e-3_wd0.05": dict(optimizer="adamw", weight_decay=0.05),
     "w16s1_lars0.3": dict(optimizer="lars", lr=0.3, weight_decay=1e-4),
 }

@@ -48,20 +48,24 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "full": dict(model="gpt2", max_steps=3000, batch_size=32, eval_every=100, eval_batches=20,
                      warmup=200, lr=3e-4, inversion_steps=1000, text_chars=None),
     },
-    # VICReg: `vicreg` is (encoder width, first-convolution stride, epochs, lr, schedule) of the main model and of
-    # the µ = 0 ablation; the no-neighbours model trains `neighbour_epochs` on (image, neighbour) pairs.
+    # VICReg: `vicreg` is (encoder width, first-convolution stride, projector width, epochs, lr, schedule) of the
+    # main model and of the µ = 0 ablation; the no-neighbours model trains `neighbour_epochs` on (image, neighbour)
+    # pairs.
     "03_vicreg": {
-        "smoke": dict(n_train=512, n_test=256, n_mnist=256, width=8, stem_stride=2, epochs=1, batch_size=64,
+        "smoke": dict(n_train=512, n_test=256, n_mnist=256, width=8, stem_stride=2, proj_dim=512, epochs=1,
+                      batch_size=64,
                       lr=1e-3, schedule="constant", warmup_epochs=1.0, optimizer="adam", weight_decay=1e-6,
                       blur=True, neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=5,
                       tsne_n=200, laplacian_n=300, code_steps=50, silhouette_n=300, retrain=True, bf16=False,
                       deterministic=True),
-        "default": dict(n_train=None, n_test=None, n_mnist=None, width=16, stem_stride=1, epochs=20, batch_size=128,
+        "default": dict(n_train=None, n_test=None, n_mnist=None, width=16, stem_stride=1, proj_dim=512,
+                        epochs=20, batch_size=128,
                         lr=2e-3, schedule="cosine", warmup_epochs=2.0, optimizer="adam", weight_decay=1e-6,
                         blur=True, neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=30,
                         tsne_n=5000, laplacian_n=10000, code_steps=3000, silhouette_n=10000, retrain=False, bf16=None,
                         deterministic=False),
-        "full": dict(n_train=None, n_test=None, n_mnist=None, width=64, stem_stride=1, epochs=40, batch_size=256,
+        "full": dict(n_train=None, n_test=None, n_mnist=None, width=64, stem_stride=1, proj_dim=512,
+                     epochs=40, batch_size=256,
                      lr=1e-3, schedule="cosine", warmup_epochs=1.0, optimizer="adam", weight_decay=1e-6,
                      blur=True, neighbour_epochs=1, neighbour_lr=3e-4, probe_epochs=100,
                      tsne_n=10000, laplacian_n=10000, code_steps=5000, silhouette_n=20000, retrain=False, bf16=None,

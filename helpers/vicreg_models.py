@@ -35,7 +35,7 @@ def model_config(name: str, s: SimpleNamespace, seed: int = 0) -> VICRegConfig:
     """The training configuration of model `name` for the profile settings `s` (``settings("03_vicreg")``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
-    enc = EncoderConfig(width=s.width, stem_stride=s.stem_stride)
+    enc = EncoderConfig(width=s.width, stem_stride=s.stem_stride, proj_dim=s.proj_dim)
     if name == "no_neighbours":
         return VICRegConfig(encoder=enc, epochs=s.neighbour_epochs, batch_size=s.batch_size, lr=s.neighbour_lr,
                             schedule="constant", seed=seed + 2, bf16=s.bf16)

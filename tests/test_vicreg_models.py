@@ -9,8 +9,8 @@ from helpers import vicreg_training as VT
 
 
 def tiny_settings(**kw):
-    return SimpleNamespace(**{**dict(width=4, stem_stride=2, epochs=2, batch_size=16, lr=1e-3, schedule="cosine",
-                                     neighbour_epochs=1, neighbour_lr=3e-4, retrain=False, bf16=False,
+    return SimpleNamespace(**{**dict(width=4, stem_stride=2, proj_dim=16, epochs=2, batch_size=16, lr=1e-3,
+                                     schedule="cosine", neighbour_epochs=1, neighbour_lr=3e-4, retrain=False, bf16=False,
                                      warmup_epochs=1.0, optimizer="adam", weight_decay=1e-6, blur=True,
                                      deterministic=True), **kw})
 
@@ -43,6 +43,10 @@ def test_weights_round_trip_and_are_never_loaded_for_another_config(tiny_images,
     other = M.model_config("vicreg", tiny_settings(lr=3e-4))
     with pytest.raises(ValueError, match="another configuration.*lr: saved 0.001, wanted 0.0003"):
         M.load_or_train("vicreg", other, images, progress=False)
+    wider = M.model_config("vicreg", tiny_settings(proj_dim=32))  # the projector's width is part of the recipe
+    assert wider.encoder.proj_dim == 32
+    with pytest.raises(ValueError, match="another configuration.*proj_dim"):
+        M.load_or_train("vicreg", wider, images, progress=False)
     with pytest.raises(AssertionError, match="retrained"):
         M.load_or_train("vicreg", cfg, images, retrain=True, progress=False)
 
