@@ -7,7 +7,8 @@ after each epoch as notebook 03 does (train features → test); probing time is 
 printed as it comes and appended to ``data/recipes/accuracy_curve_<profile>.jsonl``; the training checkpoints in
 ``data/checkpoints/curve_<profile>.pt`` let a stopped run resume.
 
-Run: AML_PROFILE=default .venv/bin/python benchmarks/vicreg_accuracy_curve.py [--every N]
+Run: AML_PROFILE=default .venv/bin/python benchmarks/vicreg_accuracy_curve.py [--every N] [--set KEY=VALUE ...]
+(``--set proj_dim=1024 --set epochs=40`` changes a profile setting for this run only.)
 """
 import argparse
 import json
@@ -22,10 +23,15 @@ from helpers.vicreg import VICReg
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=1, help="probe after every N-th epoch (and the last)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one profile setting for this run, e.g. --set epochs=40 (repeatable)")
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error("--every must be >= 1")
-    s = setup.settings("03_vicreg")
+    try:
+        s = setup.settings("03_vicreg").updated(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     cfg = M.model_config("vicreg", s)
     cifar = load_cifar10()
     n_train = s.n_train or len(cifar["x_train"])

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import getpass
 import hashlib
+import json
 import os
 import platform
 import random
@@ -93,6 +94,28 @@ class Settings(SimpleNamespace):
         if unknown:
             raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}; its fields: {sorted(names)}")
         return cls(**{**{k: v for k, v in vars(self).items() if k in names}, **overrides})
+
+    def updated(self, assignments: list[str]) -> "Settings":
+        """A copy with ``KEY=VALUE`` assignments applied (a command line's ``--set proj_dim=1024``). VALUE is read
+        as JSON (``1024``, ``2e-3``, ``true``, ``null``), else as a string; it must be of the setting's type."""
+        values = dict(vars(self))
+        for assignment in assignments:
+            key, sep, text = assignment.partition("=")
+            if not sep or not key:
+                raise ValueError(f"{assignment!r} is not KEY=VALUE, e.g. epochs=40")
+            if key not in values:
+                raise ValueError(f"there is no setting {key!r}; the settings: {', '.join(sorted(values))}")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            old = values[key]
+            fits = (old is None or value is None or type(value) is type(old)
+                    or (type(old) is float and type(value) is int))
+            if not fits:
+                raise ValueError(f"{key}={text!r}: expected {type(old).__name__} (the profile has {old!r})")
+            values[key] = float(value) if type(old) is float and value is not None else value
+        return Settings(**values)
 
 
 def settings(notebook: str, name: str | None = None) -> Settings:

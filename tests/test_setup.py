@@ -125,6 +125,19 @@ def test_settings_build_typed_configs_without_remapping():
         s.as_config(dict)
 
 
+def test_settings_updated_by_command_line_assignments():
+    s = setup.settings("03_vicreg", "default")
+    u = s.updated(["proj_dim=1024", "epochs=40", "lr=1", "bf16=false", "schedule=constant", "n_train=5000"])
+    assert (u.proj_dim, u.epochs, u.lr, u.bf16, u.schedule, u.n_train) == (1024, 40, 1.0, False, "constant", 5000)
+    assert type(u.lr) is float and u.width == s.width
+    assert s.proj_dim == setup.SETTINGS["03_vicreg"]["default"]["proj_dim"]          # the profile is not changed
+    assert s.updated([]) == s
+    for bad, message in (("epochs", "not KEY=VALUE"), ("=3", "not KEY=VALUE"), ("epoch=3", "no setting 'epoch'"),
+                         ("epochs=2.5", "expected int"), ("blur=1", "expected bool"), ("lr=fast", "expected float")):
+        with pytest.raises(ValueError, match=message):
+            s.updated([bad])
+
+
 def test_show_source_displays_the_helper_without_its_docstring(monkeypatch):
     shown = []
     monkeypatch.setattr(helpers, "display", shown.append)
