@@ -56,7 +56,7 @@ check-answers: venv
 book: venv
 	$(PY) -m helpers.book $(EXECUTED) --out build/book
 
-# Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: about 3 hours on 2 cores).
+# Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: 81 epochs, about 6 hours on 2 cores).
 weights: venv data
 	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.vicreg_models --retrain
 

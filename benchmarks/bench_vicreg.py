@@ -23,9 +23,10 @@ ENCODERS = [(32, 2), (16, 1), (24, 1), (64, 1)]  # (width, first-convolution str
 
 
 def images_per_second(width: int, stride: int, images, steps: int, device, deterministic: bool, bf16: bool,
-                      compile: bool = False, batch: int = 256) -> tuple[float, float]:
+                      compile: bool = False, batch: int = 256, proj_dim: int = 512) -> tuple[float, float]:
     """Mean images/s over `steps` timed steps and the share of the step spent on augmentation."""
-    cfg = VT.VICRegConfig(encoder=EncoderConfig(width=width, stem_stride=stride), batch_size=batch, lr=1e-3)
+    cfg = VT.VICRegConfig(encoder=EncoderConfig(width=width, stem_stride=stride, proj_dim=proj_dim),
+                          batch_size=batch, lr=1e-3)
     fmt = VT.memory_format(deterministic, width)
     torch.manual_seed(0)
     model = VICReg(cfg.encoder).to(device, memory_format=fmt)
@@ -66,7 +67,8 @@ def main():
     rows = [(width, stride, 256, label, kw) for width, stride in ENCODERS for label, kw in variants
             if not (width == 64 and device.type == "cpu" and "compile" in label)]  # minutes of compilation
     d = SETTINGS["03_vicreg"]["default"]  # the shipped recipe's own step, at its batch size, on the fast path
-    rows.append((d["width"], d["stem_stride"], d["batch_size"], f"{variants[-2][0]}, default recipe", variants[-2][1]))
+    rows.append((d["width"], d["stem_stride"], d["batch_size"], f"{variants[-2][0]}, default recipe",
+                 dict(variants[-2][1], proj_dim=d["proj_dim"])))
     baseline = None
     print(f"{'encoder':>8} {'batch':>5} {'variant':44s} {'img/s':>7} {'min/epoch':>9} {'speed-up':>8} {'augment':>7}")
     for width, stride, batch, label, kw in rows:
