@@ -23,7 +23,8 @@ ENCODERS = [(32, 2), (16, 1), (24, 1), (64, 1)]  # (width, first-convolution str
 
 
 def images_per_second(width: int, stride: int, images, steps: int, device, deterministic: bool, bf16: bool,
-                      compile: bool = False, batch: int = 256, proj_dim: int = 512) -> tuple[float, float]:
+                      compile: bool = False, batch: int = 256,
+                      proj_dim: int = EncoderConfig.proj_dim) -> tuple[float, float]:
     """Mean images/s over `steps` timed steps and the share of the step spent on augmentation."""
     cfg = VT.VICRegConfig(encoder=EncoderConfig(width=width, stem_stride=stride, proj_dim=proj_dim),
                           batch_size=batch, lr=1e-3)
