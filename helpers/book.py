@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import html.parser
-import os
 import re
 import time
 from pathlib import Path
@@ -196,10 +195,10 @@ def check_site(out: str | Path, chapters: list[str] | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("executed", nargs="?", default=None, help="folder of executed notebooks "
-                        "(default: $TMPDIR/aml-executed, where `make figures` writes them)")
+                        "(default: build/executed, where `make figures` writes them)")
     parser.add_argument("--out", default=str(setup.repo_root() / "build" / "book"))
     args = parser.parse_args(argv)
-    executed = args.executed or Path(os.environ.get("TMPDIR", "/tmp")) / "aml-executed"
+    executed = args.executed or setup.repo_root() / "build" / "executed"
     began = time.perf_counter()
     pages = build(executed, args.out)
     problems = check_site(args.out)

@@ -1,4 +1,5 @@
-"""The README's results table, written from ``figures/metrics.json`` so the two can never disagree.
+"""The README's results tables, written from ``figures/metrics.json`` and ``figures/timings.json`` (where the time
+went, `helpers.timings`) so the README can never disagree with them.
 
 Run ``python -m helpers.readme`` (``make figures`` does) to rewrite the block between the markers.
 """
@@ -25,15 +26,29 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def results_table(metrics: dict) -> str:
-    """A markdown table per notebook: one row per recorded metric."""
+def time_table(entry: dict) -> list[str]:
+    """One notebook's `timings.json` entry as markdown lines: its wall time, the machine, seconds per section."""
+    lines = [f"Time: **{entry['wall_seconds'] / 60:.1f} min** (profile `{entry.get('profile')}`, {entry.get('cpu')}, "
+             f"{entry.get('threads')} threads, {entry.get('date')})", "", "| section | seconds |", "|---|---|"]
+    return lines + [f"| {_fmt(name)} | {seconds:.0f} |" for name, seconds in entry["sections"]]
+
+
+def results_table(metrics: dict, timings: dict | None = None) -> str:
+    """A markdown table per notebook: one row per recorded metric, then where its time went (when measured)."""
     lines = []
     for notebook, values in sorted(metrics.items()):
         lines += [f"**{notebook}** (profile `{values.get('profile')}`, {values.get('date')})", "",
                   "| metric | value |", "|---|---|"]
         lines += [f"| `{k}` | {_fmt(v)} |" for k, v in values.items() if k not in ("profile", "date")]
         lines.append("")
+        if timings and notebook in timings:
+            lines += time_table(timings[notebook]) + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def load_timings(path: Path | None = None) -> dict:
+    path = path or setup.figures_dir() / "timings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def readme_block(readme_text: str) -> str:
@@ -42,14 +57,16 @@ def readme_block(readme_text: str) -> str:
     return readme_text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
 
 
-def update_readme(readme: Path | None = None, metrics_file: Path | None = None) -> str:
+def update_readme(readme: Path | None = None, metrics_file: Path | None = None,
+                  timings_file: Path | None = None) -> str:
     readme = readme or setup.repo_root() / "README.md"
     metrics = results.load_metrics(metrics_file or setup.figures_dir() / "metrics.json")
+    timings = load_timings(timings_file or (metrics_file.parent / "timings.json" if metrics_file else None))
     text = readme.read_text()
     readme_block(text)  # fails clearly when the markers are missing
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]
-    new = f"{head}{START}\n{results_table(metrics)}{END}{tail}"
+    new = f"{head}{START}\n{results_table(metrics, timings)}{END}{tail}"
     storage.atomic_write(readme, lambda tmp: tmp.write_text(new))
     return new
 

@@ -8,7 +8,8 @@ from helpers import readme, setup
 def test_readme_table_matches_metrics_file():
     metrics = json.loads((setup.figures_dir() / "metrics.json").read_text())
     block = readme.readme_block((setup.repo_root() / "README.md").read_text())
-    assert block == readme.results_table(metrics), "run `python -m helpers.readme` (make figures does)"
+    assert block == readme.results_table(metrics, readme.load_timings()), \
+        "run `python -m helpers.readme` (make figures does)"
 
 
 def test_update_readme_rewrites_only_the_block(tmp_path):
