@@ -66,5 +66,10 @@ weights: venv data
 benchmarks: venv
 	for b in benchmarks/bench_*.py; do $(PY) "$$b" || exit 1; done
 
+# Clears outputs in place; notebooks that carry outputs are named first and need YES=1 (nothing is wiped unasked).
 clean-notebooks: venv
-	$(VENV)/bin/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
+	@with=$$($(PY) -c 'import json,sys; [print(p) for p in sys.argv[1:] if any(c.get("outputs") or c.get("execution_count") for c in json.load(open(p, encoding="utf-8"))["cells"] if c["cell_type"] == "code")]' $(NOTEBOOKS)); \
+	if [ -z "$$with" ]; then echo "no notebook carries outputs: nothing to clear"; exit 0; fi; \
+	echo "these notebooks carry outputs:"; echo "$$with" | sed 's/^/  /'; \
+	if [ "$(YES)" != 1 ]; then echo "clearing them loses those outputs: run \`make clean-notebooks YES=1\` to confirm"; exit 1; fi; \
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace $$with

@@ -17,7 +17,7 @@ import textwrap  # noqa: E402
 import torch  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from . import environment, setup  # noqa: E402
+from . import environment, results, setup  # noqa: E402
 from .plotting import save_fig, set_style  # noqa: E402
 from .results import record_metrics  # noqa: E402
 from .setup import profile  # noqa: E402
@@ -28,6 +28,7 @@ __all__ = ["start", "profile", "save_fig", "record_metrics", "show_source"]
 def start(notebook: str, seed: int = 0, verbose: bool = True) -> setup.Run:
     """Set up a notebook in one call: profile, seeds, device, plot style; prints what it chose and the environment."""
     run = setup.begin(notebook, seed)
+    results.load_metrics()  # a damaged metrics file stops the notebook now, not in its last cell after all the work
     set_style()
     if verbose:
         print(f"notebook {notebook} | profile {run.profile} | seed {seed} | data {setup.data_dir()}")

@@ -6,6 +6,7 @@ provision the data offline. `verified` runs a file's check once per size and mod
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.request
@@ -113,17 +114,36 @@ def fetch(*remotes: Remote, budget: float | None = None) -> list[Path]:
 _VERIFIED = ".verified.json"
 
 
+_WHOLE = 8 << 20  # files up to this size are hashed whole for the verification record; larger ones by samples
+
+
+def quick_digest(path: Path) -> str:
+    """sha256 of the whole file up to 8 MiB; of a larger file, of its size and three 1 MiB blocks (start, middle,
+    end). Cheap enough for every load, and a same-size edit of a small file (or of a sampled block) changes it."""
+    size = path.stat().st_size
+    if size <= _WHOLE:
+        return storage.file_digest(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for offset in (0, size // 2, size - (1 << 20)):
+            f.seek(offset)
+            digest.update(f.read(1 << 20))
+    return digest.hexdigest()
+
+
 def verified(path: Path, check, kind: str) -> None:
-    """Run ``check(path)`` unless `path` passed it before with the same size and modification time (recorded in
-    ``<data>/.verified.json``), so that verifying on every load costs nothing the second time. `check` raises
-    `CorruptFileError`; the file is then left for the caller to delete or report."""
+    """Run ``check(path)`` unless `path` passed it before with the same size, modification time and `quick_digest`
+    (recorded in ``<data>/.verified.json``), so that verifying on every load costs little the second time. `check`
+    raises `CorruptFileError`; the file is then left for the caller to delete or report."""
     record = setup.data_dir() / _VERIFIED
     try:
         seen = json.loads(record.read_text()) if record.exists() else {}
     except (OSError, ValueError):
         seen = {}
+    if not isinstance(seen, dict):  # valid JSON of another shape: it is only a cache
+        seen = {}
     stat = path.stat()
-    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, kind]
+    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, kind, quick_digest(path)]
     if seen.get(key) == stamp:
         return
     check(path)

@@ -57,11 +57,22 @@ def readme_block(readme_text: str) -> str:
     return readme_text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
 
 
+def notebook_names() -> list[str]:
+    return sorted(p.stem for p in (setup.repo_root() / "notebooks").glob("*.ipynb"))
+
+
 def update_readme(readme: Path | None = None, metrics_file: Path | None = None,
-                  timings_file: Path | None = None) -> str:
+                  timings_file: Path | None = None, notebooks: list[str] | None = None) -> str:
+    """Rewrite the README's results block from the metrics (and timings) files. Refuses when a notebook of
+    `notebooks` (default: every notebook in notebooks/) has no metrics: the table would silently lose it."""
     readme = readme or setup.repo_root() / "README.md"
-    metrics = results.load_metrics(metrics_file or setup.figures_dir() / "metrics.json")
-    timings = load_timings(timings_file or (metrics_file.parent / "timings.json" if metrics_file else None))
+    metrics_file = metrics_file or setup.figures_dir() / "metrics.json"
+    metrics = results.load_metrics(metrics_file)
+    missing = [n for n in (notebook_names() if notebooks is None else notebooks) if n not in metrics]
+    if missing:
+        raise ValueError(f"{metrics_file} has no results of {', '.join(missing)}: the README's table is left as it "
+                         f"is. Fix: run `make figures` (or the notebook), or `git checkout {metrics_file.name}`")
+    timings = load_timings(timings_file or metrics_file.parent / "timings.json")
     text = readme.read_text()
     readme_block(text)  # fails clearly when the markers are missing
     head, rest = text.split(START, 1)
@@ -72,5 +83,8 @@ def update_readme(readme: Path | None = None, metrics_file: Path | None = None,
 
 
 if __name__ == "__main__":
-    update_readme()
+    try:
+        update_readme()
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     print(json.dumps({"updated": str(setup.repo_root() / "README.md")}))

@@ -74,8 +74,8 @@ SETTINGS: dict[str, dict[str, dict]] = {
 
 @functools.cache
 def profile() -> str:
-    """The active profile, read once from ``AML_PROFILE`` (default ``default``)."""
-    name = os.environ.get("AML_PROFILE", "default").strip() or "default"
+    """The active profile, read once from ``AML_PROFILE`` (default ``default``; case does not matter)."""
+    name = os.environ.get("AML_PROFILE", "default").strip().lower() or "default"
     if name not in PROFILES:
         raise ValueError(f"AML_PROFILE={name!r} is not a profile; use one of {', '.join(PROFILES)}")
     return name
@@ -133,9 +133,17 @@ def repo_root() -> Path:
 
 
 def data_dir() -> Path:
-    """``AML_DATA_DIR`` (relative paths are taken from the repository root), default ``data/``."""
-    path = Path(os.environ.get("AML_DATA_DIR", "data")).expanduser()
-    return path if path.is_absolute() else repo_root() / path
+    """``AML_DATA_DIR`` (relative paths are taken from the repository root), default ``data/``. A setting that names
+    a file or a folder that does not exist raises a ValueError (nothing is created: a typo makes no new folder)."""
+    setting = os.environ.get("AML_DATA_DIR")
+    path = Path(setting or "data").expanduser()
+    path = path if path.is_absolute() else repo_root() / path
+    if setting and path.exists() and not path.is_dir():
+        raise ValueError(f"AML_DATA_DIR={setting!r} is a file ({path}), not a folder: point it at the data folder")
+    if setting and not path.exists():
+        raise ValueError(f"AML_DATA_DIR={setting!r}: the folder {path} does not exist. Create it (`mkdir -p {path}`) "
+                         "or unset AML_DATA_DIR to use the repository's data/")
+    return path
 
 
 def figures_dir() -> Path:
@@ -151,8 +159,21 @@ def output_dir() -> Path:
         except (KeyError, OSError):
             user = str(os.getuid()) if hasattr(os, "getuid") else "user"
         checkout = hashlib.sha1(str(repo_root()).encode()).hexdigest()[:10]
-        return Path(tempfile.gettempdir()) / f"aml-smoke-{user}-{checkout}"
+        path = Path(tempfile.gettempdir()) / f"aml-smoke-{user}-{checkout}"
+        _check_private_folder(path)
+        return path
     return figures_dir()
+
+
+def _check_private_folder(path: Path) -> None:
+    """Refuse a smoke output folder that is a symbolic link (it could point at figures/ and overwrite the README's
+    results) or that another user owns."""
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link; the smoke profile writes only into a real folder of its own. "
+                         f"Fix: remove the link (`rm {path}`)")
+    if path.exists() and hasattr(os, "getuid") and path.stat().st_uid != os.getuid():
+        raise ValueError(f"{path} belongs to another user; the smoke profile will not write there. Fix: set TMPDIR "
+                         "to a folder of your own")
 
 
 def metrics_path() -> Path:

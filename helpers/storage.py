@@ -4,6 +4,8 @@ A leaf module (standard library and torch only): everything else in `helpers` th
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import pickle
@@ -63,7 +65,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except (OSError, RuntimeError) as err:
+            # torch.save reports a full disk as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos"
+            if getattr(err, "errno", None) == errno.ENOSPC or "unexpected pos" in str(err) \
+                    or "No space left" in str(err):
+                raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; the old file is "
+                                            "unchanged: free some space and run again") from None
+            raise
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -73,6 +83,27 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def locked(path: str | Path):
+    """Hold an exclusive advisory lock on ``.<name>.lock`` beside `path` (POSIX ``flock``) for a read-modify-write of
+    `path` that other processes may do at the same time; the lock goes with the process if it dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a+b") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; msvcrt locks one byte
+            import msvcrt
+            msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+            yield
+            return
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def save_checkpoint(path: str | Path, **state: Any) -> Path:

@@ -19,6 +19,7 @@ def profile(monkeypatch):
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     """An empty data directory for one test."""
+    (tmp_path / "data").mkdir()
     monkeypatch.setenv("AML_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
 

@@ -1,7 +1,8 @@
 import gzip
+import io
+import os
 import socket
 import time
-import io
 import pickle
 import tarfile
 
@@ -49,7 +50,7 @@ def test_cifar_parser_on_official_format(tmp_path, data_dir):
 
 
 def test_load_cifar10_builds_npz_once(data_dir, monkeypatch):
-    data_dir.mkdir()
+    data_dir.mkdir(exist_ok=True)
     make_cifar_tar(data_dir / "cifar-10-python.tar.gz")
     monkeypatch.setattr(data, "CIFAR10_TAR", data.Remote("cifar-10-python.tar.gz", data.CIFAR10_TAR.urls,
                                                          md5=data.md5sum(data_dir / "cifar-10-python.tar.gz")))
@@ -203,6 +204,7 @@ def test_bpe_files_are_downloaded_by_our_downloader_and_checked(data_dir, tmp_pa
 
 
 def test_offline_fix_names_the_actual_data_folder(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
     monkeypatch.setenv("AML_DATA_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setattr(data, "MNIST_TEST_IMAGES", data.Remote(data.MNIST_TEST_IMAGES.path, ("file:///no/such/a",)))
     with pytest.raises(downloads.DataUnavailableError, match=f"provision.py {tmp_path / 'elsewhere'}`"):
@@ -211,7 +213,7 @@ def test_offline_fix_names_the_actual_data_folder(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content", ["hello", "README of some project\n" * 20, "half"])
 def test_a_wrong_alice_file_is_refused_on_every_load(data_dir, content):
-    data_dir.mkdir()
+    data_dir.mkdir(exist_ok=True)
     book = (PROVISIONED / "alice_in_wonderland.txt").read_text() if content == "half" else None
     (data_dir / "alice_in_wonderland.txt").write_text(book[:len(book) // 2] if book else content)
     with pytest.raises(data.CorruptFileError, match="does not look like the whole of Alice.*Fix: delete"):
@@ -229,7 +231,7 @@ def test_a_failed_alice_download_is_deleted_and_said_so(data_dir, tmp_path, monk
 
 
 def test_the_good_alice_file_is_verified_once_per_version(data_dir, monkeypatch):
-    data_dir.mkdir()
+    data_dir.mkdir(exist_ok=True)
     book = (PROVISIONED / "alice_in_wonderland.txt").read_text()
     (data_dir / "alice_in_wonderland.txt").write_text(book)
     calls = []
@@ -242,8 +244,27 @@ def test_the_good_alice_file_is_verified_once_per_version(data_dir, monkeypatch)
         data.load_alice()
 
 
+def test_a_same_size_edit_with_the_old_time_is_verified_again(data_dir):
+    path = data_dir / "alice_in_wonderland.txt"
+    book = (PROVISIONED / "alice_in_wonderland.txt").read_text()
+    path.write_text(book)
+    data.load_alice()
+    stat = path.stat()
+    path.write_text(book.replace("THE END", "THE ENF"))                  # one byte, same size...
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))            # ...and the old modification time
+    with pytest.raises(data.CorruptFileError, match="lacks 'THE END'"):
+        data.load_alice()
+
+
+@pytest.mark.parametrize("record", ["[1, 2]", "\"text\"", "null", "{broken"])
+def test_a_verification_record_of_another_shape_is_treated_as_empty(data_dir, record):
+    (data_dir / ".verified.json").write_text(record)
+    (data_dir / "alice_in_wonderland.txt").write_text((PROVISIONED / "alice_in_wonderland.txt").read_text())
+    assert data.load_alice().rstrip().endswith("THE END")
+
+
 def test_an_npz_without_the_cifar_keys_or_damaged_is_refused(data_dir):
-    data_dir.mkdir()
+    data_dir.mkdir(exist_ok=True)
     with open(data_dir / "cifar10.npz", "wb") as f:
         np.savez(f, x_train=np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(data.CorruptFileError, match="no 'y_train'.*Fix: delete"):

@@ -1,5 +1,7 @@
 import getpass
 import json
+import multiprocessing
+import os
 import tempfile
 
 import matplotlib.pyplot as plt
@@ -33,8 +35,8 @@ def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert (setup.data_dir(), setup.figures_dir()) == before
     assert (setup.repo_root() / "helpers" / "setup.py").exists()
-    monkeypatch.setenv("AML_DATA_DIR", "elsewhere")
-    assert setup.data_dir() == setup.repo_root() / "elsewhere"
+    monkeypatch.setenv("AML_DATA_DIR", "data/weights")
+    assert setup.data_dir() == setup.repo_root() / "data" / "weights"
 
 
 def test_start_seeds_everything(profile):
@@ -78,16 +80,53 @@ def test_default_figures_go_to_figures_dir(profile, monkeypatch, tmp_path):
     assert path == tmp_path / "figures" / "01_diffusion" / "x.png" and path.exists()
 
 
-def test_metrics_merge_by_notebook(tmp_path, profile):
+def test_metrics_entry_per_notebook_replaced_whole(tmp_path, profile):
     profile("default")
     path = tmp_path / "metrics.json"
     results.record_metrics("a", path=path, loss=torch.tensor(0.5), steps=np.int64(3))
-    results.record_metrics("b", path=path, auc=0.9)
+    results.record_metrics("b", path=path, auc=0.9, bad=float("nan"), worse=[float("inf"), 1.0])
     results.record_metrics("a", path=path, acc=[np.float32(0.25)])
     data = json.loads(path.read_text())
-    assert data["a"]["loss"] == 0.5 and data["a"]["steps"] == 3 and data["a"]["acc"] == [0.25]
+    assert data["a"]["acc"] == [0.25] and "loss" not in data["a"]   # an earlier version's keys go
     assert data["b"]["auc"] == 0.9 and data["a"]["profile"] == "default" and "date" in data["a"]
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    assert data["b"]["bad"] is None and data["b"]["worse"] == [None, 1.0]    # standard JSON: no NaN, no Infinity
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".metrics.json.lock", "metrics.json"]
+
+
+def _write_many(path, prefix, n):
+    setup.profile.cache_clear()
+    for i in range(n):
+        results.record_metrics(f"{prefix}{i}", path=path, value=i)
+
+
+def test_concurrent_metrics_writers_lose_nothing(tmp_path, profile):
+    profile("default")
+    path = tmp_path / "metrics.json"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_many, args=(path, prefix, 150)) for prefix in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    data = json.loads(path.read_text())
+    assert len(data) == 300 and data["a149"]["value"] == 149 and data["b0"]["value"] == 0
+
+
+@pytest.mark.parametrize("content, what", [(b'{"a": {"x": 1', "not JSON"), (b"", "not JSON"), (b"[1, 2]", "a list"),
+                                           (b'{"a": "text"}', "entry of 'a' is a str"),
+                                           (b"\x80\x81\xfe", "not UTF-8")])
+def test_damaged_metrics_file_is_named_with_the_fix(tmp_path, profile, content, what):
+    profile("default")
+    path = tmp_path / "metrics.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=what) as err:
+        results.load_metrics(path)
+    assert str(path) in str(err.value) and "git checkout" in str(err.value)
+    with pytest.raises(ValueError, match="damaged"):
+        results.record_metrics("a", path=path, x=1)       # nothing is overwritten silently
+    assert path.read_bytes() == content
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -147,3 +186,55 @@ def test_show_source_displays_the_helper_without_its_docstring(monkeypatch):
     assert "F.relu(gamma - torch.sqrt(z.var(dim=0) + eps))" in text and "def invariance(" in text
     assert '"""' not in text
     assert '"""' in helpers.source(vicreg.variance, docstring=True)
+
+
+def test_profile_name_ignores_case(profile):
+    profile(" SMOKE ")
+    assert setup.profile() == "smoke"
+
+
+def test_data_dir_setting_must_be_an_existing_folder(monkeypatch, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("AML_DATA_DIR", str(afile))
+    with pytest.raises(ValueError, match="is a file"):
+        setup.data_dir()
+    monkeypatch.setenv("AML_DATA_DIR", str(tmp_path / "typo"))
+    with pytest.raises(ValueError, match="does not exist.*mkdir -p"):
+        setup.data_dir()
+    assert not (tmp_path / "typo").exists()                 # nothing created as a side effect
+    monkeypatch.setenv("AML_DATA_DIR", str(tmp_path))
+    assert setup.data_dir() == tmp_path
+    monkeypatch.delenv("AML_DATA_DIR")
+    assert setup.data_dir() == setup.repo_root() / "data"
+
+
+def test_smoke_output_refuses_a_symlink(profile, monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    profile("smoke")
+    target = setup.output_dir()
+    (tmp_path / "figures").mkdir()
+    target.symlink_to(tmp_path / "figures")
+    with pytest.raises(ValueError, match="symbolic link"):
+        setup.output_dir()
+    target.unlink()
+    target.mkdir()
+    assert setup.output_dir() == target
+    monkeypatch.setattr(setup.os, "getuid", lambda: os.stat(target).st_uid + 1)  # as seen by another user
+    with pytest.raises(ValueError, match="belongs to another user"):
+        setup._check_private_folder(target)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"),
+                                   OSError(28, "No space left on device")])
+def test_a_full_disk_is_named_as_such(tmp_path, error):
+    path = tmp_path / "weights.pt"
+    path.write_text("old")
+
+    def full(tmp):
+        tmp.write_text("partial")
+        raise error
+
+    with pytest.raises(OSError, match=f"no space left on the device while writing {path}") as err:
+        storage.atomic_write(path, full)
+    assert err.value.errno == 28 and path.read_text() == "old" and not list(tmp_path.glob("*.part"))
