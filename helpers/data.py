@@ -10,9 +10,10 @@ Layout under the data directory (``AML_DATA_DIR``, default ``data/``), shared wi
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
-import os
+import json
 import pickle
 import re
 import tarfile
@@ -57,12 +58,13 @@ TIKTOKEN_GPT2 = tuple(Remote(f"tiktoken/{hashlib.sha1((_BPE + name).encode()).he
 # ------------------------------------------------------------------------------------------- Alice
 
 def strip_gutenberg(text: str) -> str:
-    """Remove Project Gutenberg's header and licence footer, when present."""
+    """Remove Project Gutenberg's header and licence footer, when present; a text without them is returned as it is
+    (so stripping twice changes nothing)."""
     start = re.search(r"\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n", text)
+    if not start:
+        return text
     end = re.search(r"\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG", text)
-    if start:
-        text = text[start.end():end.start() if end else None]
-    return text.strip() + "\n"
+    return text[start.end():end.start() if end else None].strip() + "\n"
 
 
 ALICE_MARKERS = ("CHAPTER I", "Down the Rabbit-Hole", "CHAPTER XII", "Alice's Evidence", "THE END")
@@ -86,7 +88,8 @@ def _read_text(path: Path) -> str:
 
 
 def load_alice() -> str:
-    """*Alice's Adventures in Wonderland* as one string (Gutenberg header and footer removed), verified by
+    """*Alice's Adventures in Wonderland* as one string (Gutenberg header and footer removed on every load, from a
+    download or a local copy alike), verified by
     `check_alice_text` on every load (cached by size and time). A download that fails the check is deleted."""
     path = setup.data_dir() / ALICE.path
     if not path.exists():
@@ -107,7 +110,7 @@ def load_alice() -> str:
             raise CorruptFileError(f"{err}. Fix: {fix_for(p)}") from None
 
     verified(path, check, "alice")
-    return _read_text(path)
+    return strip_gutenberg(_read_text(path))  # a local copy may still carry Gutenberg's header and licence
 
 
 # ----------------------------------------------------------------------------------------- CIFAR-10
@@ -262,15 +265,39 @@ def _check_file(path: Path, remote: Remote) -> None:
 
 # ----------------------------------------------------------------------------------------- tiktoken
 
-def gpt2_encoding():
-    """tiktoken's GPT-2 byte-pair encoding. Its two files are fetched by our own downloader (bounded wait, sha256,
-    atomic) into ``<data>/tiktoken``, named as tiktoken caches them, and checked on every load; tiktoken then reads
-    them from ``TIKTOKEN_CACHE_DIR`` and never touches the network itself."""
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's printable stand-ins for bytes (Radford et al. 2019, ``bytes_to_unicode``): a printable, non-space byte
+    stands for itself; every other byte b, in order, for the character 256 + its index among them."""
+    kept = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    others = [b for b in range(256) if b not in kept]
+    return {**{chr(b): b for b in kept}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+@functools.cache
+def _gpt2_from_bytes(encoder_json: bytes) -> tiktoken.Encoding:
+    """The GPT-2 encoding built from ``encoder.json``'s bytes: its token ids are tiktoken's merge ranks."""
+    from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
+
+    alphabet = _byte_alphabet()
+    vocab = json.loads(encoder_json)
+    ranks = {bytes(alphabet[ch] for ch in token): rank for token, rank in vocab.items() if token != ENDOFTEXT}
+    return tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={ENDOFTEXT: vocab[ENDOFTEXT]}, explicit_n_vocab=len(vocab))
+
+
+def gpt2_encoding() -> tiktoken.Encoding:
+    """tiktoken's GPT-2 byte-pair encoding, built from its files' bytes: they are fetched by our own downloader
+    (bounded wait, sha256, atomic) into ``<data>/tiktoken``, read once, sha256-checked on the bytes read, and the
+    encoding is made from those bytes, so tiktoken never opens a file or the network itself."""
     paths = fetch(*TIKTOKEN_GPT2)
+    blobs = []
     for path, remote in zip(paths, TIKTOKEN_GPT2):
-        verified(path, lambda p, r=remote: _check_file(p, r), "sha256")
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(paths[0].parent)
-    return tiktoken.get_encoding("gpt2")
+        blob = path.read_bytes()
+        if (got := hashlib.sha256(blob).hexdigest()) != remote.sha256:
+            raise CorruptFileError(f"checksum mismatch for {path}: sha256 {got}, expected {remote.sha256}. "
+                                   f"Fix: {fix_for(path)}")
+        blobs.append(blob)
+    return _gpt2_from_bytes(blobs[1])  # encoder.json; vocab.bpe's merges are implied by its ranks
 
 
 def mnist_as_cifar(images: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import tiktoken
 
 from helpers import data, downloads, setup
 from helpers.vicreg import to_float
@@ -289,3 +290,39 @@ def test_a_corrupt_idx_file_names_the_file_and_the_fix(tmp_path, damage):
     path.write_bytes(b"plain bytes" if damage == "not gzip" else path.read_bytes()[:30])
     with pytest.raises(data.CorruptFileError, match=f"{path} is damaged.*Fix: delete"):
         data.read_idx(path)
+
+
+def test_a_local_alice_with_gutenbergs_header_and_licence_is_stripped(data_dir):
+    book = (PROVISIONED / "alice_in_wonderland.txt").read_text(encoding="utf-8-sig")
+    header = "The Project Gutenberg eBook of Alice\n\n*** START OF THE PROJECT GUTENBERG EBOOK 11 ***\n"
+    licence = "\n*** END OF THE PROJECT GUTENBERG EBOOK 11 ***\n" + "Section 1. General Terms of Use\n" * 300
+    (data_dir / "alice_in_wonderland.txt").write_text(header + book + licence, encoding="utf-8")
+    text = data.load_alice()
+    assert "PROJECT GUTENBERG" not in text and "General Terms" not in text
+    assert text.strip() == book.strip() and data.strip_gutenberg(text) == text     # idempotent
+
+
+def test_gpt2_encoding_is_built_from_the_checked_bytes_and_equals_tiktokens_own(monkeypatch):
+    monkeypatch.setenv("AML_DATA_DIR", str(PROVISIONED))
+    ours = data.gpt2_encoding()
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(PROVISIONED / "tiktoken"))
+    reference = tiktoken.get_encoding("gpt2")                       # tiktoken's own loader, same files
+    assert ours.n_vocab == reference.n_vocab == 50257 and ours.eot_token == reference.eot_token == 50256
+    assert all(ours.decode_single_token_bytes(i) == reference.decode_single_token_bytes(i) for i in range(50256))
+    text = data.load_alice()
+    assert ours.encode_ordinary(text) == reference.encode_ordinary(text)
+
+
+def test_a_flipped_byte_in_a_bpe_file_is_caught_although_size_and_time_match(data_dir, monkeypatch):
+    for remote in data.TIKTOKEN_GPT2:
+        (data_dir / remote.path).parent.mkdir(exist_ok=True)
+        (data_dir / remote.path).write_bytes((PROVISIONED / remote.path).read_bytes())
+    assert data.gpt2_encoding().encode("Hello world") == [15496, 995]
+    path = data_dir / data.TIKTOKEN_GPT2[1].path
+    blob, stat = bytearray(path.read_bytes()), path.stat()
+    blob[1000] ^= 1
+    path.write_bytes(bytes(blob))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    monkeypatch.setattr(tiktoken.load, "read_file", lambda *a: pytest.fail("tiktoken went to the network"))
+    with pytest.raises(data.CorruptFileError, match=f"sha256.*{path.name}|{path.name}.*sha256"):
+        data.gpt2_encoding()
