@@ -106,9 +106,37 @@ def locked(path: str | Path):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+_DIGEST = "_tensor_digest"
+
+
+def tensor_digest(state: Any) -> str:
+    """sha256 over every tensor in a nested dict/list (its place, dtype, shape and bytes) and every plain value, in a
+    fixed order: what `save_checkpoint` records and `load_checkpoint` checks, so a flipped byte cannot load."""
+    digest = hashlib.sha256()
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{where}:{t.dtype}:{tuple(value.shape)}:".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for k in sorted(value, key=repr):
+                walk(value[k], f"{where}/{k!r}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+        else:
+            digest.update(f"{where}={value!r};".encode())
+
+    walk(state, "")
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, **state: Any) -> Path:
-    """`torch.save` a dict (model state, config, optimiser, step...) atomically. Only tensors, numbers, strings,
-    None, lists, tuples and dicts, so that `load_checkpoint` reads it back without unpickling code."""
+    """`torch.save` a dict (model state, config, optimiser, step...) atomically, with the `tensor_digest` of its
+    content. Only tensors, numbers, strings, None, lists, tuples and dicts, so that `load_checkpoint` reads it back
+    without unpickling code."""
+    state[_DIGEST] = tensor_digest(state)
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -134,6 +162,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                                f"{str(err).splitlines()[0] if str(err) else 'no detail'}). Fix: {fix}") from None
     if not isinstance(state, dict):
         raise CorruptFileError(f"{path} does not hold a checkpoint (a dict), but {type(state).__name__}. Fix: {fix}")
+    recorded = state.pop(_DIGEST, None)  # files written before digests were recorded load as they are
+    if recorded is not None and recorded != tensor_digest(state):
+        raise CorruptFileError(f"{path} is damaged: its content no longer matches the digest recorded when it was "
+                               f"written (a changed byte). Fix: {fix}")
     return state
 
 

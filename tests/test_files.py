@@ -34,6 +34,24 @@ def test_a_damaged_checkpoint_names_the_file_and_the_fix(tmp_path, damage):
         storage.load_checkpoint(path, fix="retrain")
 
 
+def test_a_flipped_byte_in_a_checkpoint_is_caught_by_its_digest(tmp_path):
+    path = tmp_path / "state.pt"
+    weights = torch.full((4096,), 0.5)
+    storage.save_checkpoint(path, model={"w": weights}, step=3, history={"loss": [1.0, 0.5]})
+    state = storage.load_checkpoint(path)
+    assert torch.equal(state["model"]["w"], weights) and state["step"] == 3 and set(state) == {"model", "step",
+                                                                                                "history"}
+    blob = bytearray(path.read_bytes())
+    at = bytes(blob).find(weights.numpy().tobytes()) + 4 * 2000 + 3      # the high byte of one float in the data
+    blob[at] ^= 0x40
+    path.write_bytes(bytes(blob))
+    with pytest.raises(storage.CorruptFileError, match="state.pt is damaged.*digest.*Fix"):
+        storage.load_checkpoint(path)
+    legacy = tmp_path / "legacy.pt"                                         # written before digests existed
+    torch.save({"model": {"w": weights}}, legacy)
+    assert torch.equal(storage.load_checkpoint(legacy)["model"]["w"], weights)
+
+
 def test_training_checkpoints_hold_only_safe_types(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
     cfg = VT.VICRegConfig(encoder=EncoderConfig(width=4, stem_stride=2, repr_dim=8, proj_dim=16), epochs=1,
