@@ -34,18 +34,15 @@ lab: venv
 test: venv
 	AML_PROFILE=smoke $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
-# Executes every notebook in the default profile (or AML_PROFILE=full); the committed notebooks stay
-# without outputs: the executed copies go to build/executed (ignored by git), figures and metrics to figures/.
-# Then each notebook's wall time is printed and its per-section times go to figures/timings.json and the README
-# (helpers/timings.py), and every number quoted in an answer must be printed by its section (helpers/answers.py).
+# Executes every notebook in the default profile (or AML_PROFILE=full), a progress line per cell; the committed
+# notebooks stay without outputs: the executed copies go to build/executed (ignored by git, each recording the digest
+# of the source it ran, helpers/execute.py), figures and metrics to figures/. Then each notebook's wall time is
+# printed and its per-section times go to figures/timings.json and the README (helpers/timings.py), and every number
+# quoted in an answer must be printed by its section (helpers/answers.py).
 EXECUTED := build/executed
 CHECKED := 01_diffusion 02_gpt_alice 03_vicreg
 figures: venv
-	@mkdir -p $(EXECUTED)
-	for nb in $(NOTEBOOKS); do \
-	  AML_PROFILE=$${AML_PROFILE:-default} $(VENV)/bin/jupyter nbconvert --to notebook --execute "$$nb" \
-	    --ExecutePreprocessor.timeout=3600 --output-dir $(EXECUTED) || exit 1; \
-	done
+	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.execute $(NOTEBOOKS) --out $(EXECUTED)
 	$(PY) -m helpers.timings $(foreach nb,$(NOTEBOOKS),$(EXECUTED)/$(notdir $(nb)))
 	$(PY) -m helpers.readme
 	$(PY) -m helpers.answers $(foreach nb,$(CHECKED),$(EXECUTED)/$(nb).ipynb)

@@ -19,6 +19,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .execute import check_fresh
+from .setup import repo_root
+
 _NUMBER = re.compile(r"(?<![\w.,⁰¹²³⁴⁵⁶⁷⁸⁹⁻])(?<![A-Za-z][-−])([-−]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(\s?%)?"
                      r"(?![\w⁰¹²³⁴⁵⁶⁷⁸⁹⁻]|-[A-Za-z]|\.\d|,\d{3})")
 _SKIPPED_SPANS = re.compile(r"`[^`]*`|\$[^$]*\$|\bEq(?:s?\.|uations?)\s*[\d–\-, ]+|\bAlgorithm\s+\d+")
@@ -107,6 +110,14 @@ def main(argv=None) -> int:
     if not paths:
         print("usage: python -m helpers.answers EXECUTED.ipynb ...", file=sys.stderr)
         return 2
+    for path in paths:  # an executed copy of an older version (or another checkout's) is no evidence
+        source = repo_root() / "notebooks" / path.name
+        if source.exists():
+            try:
+                check_fresh(path, source)
+            except ValueError as err:
+                print(err)
+                return 1
     problems = [p for path in paths for p in check_notebook(json.loads(path.read_text()), path.name)]
     for p in problems:
         print(p)

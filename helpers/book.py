@@ -19,6 +19,7 @@ import nbformat
 from nbconvert import HTMLExporter
 
 from . import results, setup, storage
+from .execute import check_fresh
 
 # name: (title, one line). The order is the book's.
 CHAPTERS = {
@@ -198,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: build/executed, where `make figures` writes them)")
     parser.add_argument("--out", default=str(setup.repo_root() / "build" / "book"))
     args = parser.parse_args(argv)
-    executed = args.executed or setup.repo_root() / "build" / "executed"
+    executed = Path(args.executed or setup.repo_root() / "build" / "executed")
+    for name in CHAPTERS:  # only copies executed from the notebooks as they are now
+        check_fresh(executed / f"{name}.ipynb", setup.repo_root() / "notebooks" / f"{name}.ipynb")
     began = time.perf_counter()
     pages = build(executed, args.out)
     problems = check_site(args.out)

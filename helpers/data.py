@@ -25,6 +25,7 @@ import numpy as np
 import tiktoken
 import torch
 import torch.nn.functional as F
+from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
 
 from . import setup, storage
 from .downloads import Remote, check_sums, fix_for, fetch, md5sum, verified
@@ -276,8 +277,6 @@ def _byte_alphabet() -> dict[str, int]:
 @functools.cache
 def _gpt2_from_bytes(encoder_json: bytes) -> tiktoken.Encoding:
     """The GPT-2 encoding built from ``encoder.json``'s bytes: its token ids are tiktoken's merge ranks."""
-    from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
-
     alphabet = _byte_alphabet()
     vocab = json.loads(encoder_json)
     ranks = {bytes(alphabet[ch] for ch in token): rank for token, rank in vocab.items() if token != ENDOFTEXT}

@@ -15,6 +15,12 @@ from typing import Any, Callable
 
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    import msvcrt
+    fcntl = None
+
 
 class CorruptFileError(ValueError):
     """A file of the workbook (data, weights, checkpoint, cache) is damaged, unsafe or not what it should be."""
@@ -92,10 +98,7 @@ def locked(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.lock", "a+b") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock; msvcrt locks one byte
-            import msvcrt
+        if fcntl is None:  # Windows: no flock; msvcrt locks one byte
             msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
             yield
             return

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from . import setup
 from .storage import atomic_write
 
@@ -57,8 +59,6 @@ def section_times(notebook: dict) -> dict:
 def record_timings(paths: list[str | Path], out: str | Path | None = None) -> dict:
     """Measure each executed notebook in `paths` and merge the result, with the CPU, threads and date, into
     ``timings.json`` beside the metrics (written atomically); returns the whole file's content."""
-    import torch  # only for its thread count: the measurement itself needs nothing but the notebooks
-
     out = Path(out) if out else setup.output_dir() / "timings.json"
     timings = json.loads(out.read_text()) if out.exists() else {}
     if not isinstance(timings, dict):
