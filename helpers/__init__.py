@@ -30,6 +30,7 @@ def start(notebook: str, seed: int = 0, verbose: bool = True) -> setup.Run:
     """Set up a notebook in one call: profile, seeds, device, plot style; prints what it chose and the environment."""
     run = setup.begin(notebook, seed)
     results.load_metrics()  # a damaged metrics file stops the notebook now, not in its last cell after all the work
+    results.begin_run(run)
     set_style()
     if verbose:
         print(f"notebook {notebook} | profile {run.profile} | seed {seed} | data {setup.data_dir()}")

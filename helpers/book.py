@@ -202,6 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     executed = Path(args.executed or setup.repo_root() / "build" / "executed")
     for name in CHAPTERS:  # only copies executed from the notebooks as they are now
         check_fresh(executed / f"{name}.ipynb", setup.repo_root() / "notebooks" / f"{name}.ipynb")
+    unfinished = results.incomplete_runs(results.load_metrics(), setup.figures_dir())
+    if unfinished:
+        raise SystemExit(f"the last run of {', '.join(unfinished)} did not finish: its figures and metrics may "
+                         "disagree. Fix: run `make figures` to the end")
     began = time.perf_counter()
     pages = build(executed, args.out)
     problems = check_site(args.out)

@@ -39,7 +39,7 @@ def results_table(metrics: dict, timings: dict | None = None) -> str:
     for notebook, values in sorted(metrics.items()):
         lines += [f"**{notebook}** (profile `{values.get('profile')}`, {values.get('date')})", "",
                   "| metric | value |", "|---|---|"]
-        lines += [f"| `{k}` | {_fmt(v)} |" for k, v in values.items() if k not in ("profile", "date")]
+        lines += [f"| `{k}` | {_fmt(v)} |" for k, v in values.items() if k not in results.BOOKKEEPING]
         lines.append("")
         if timings and notebook in timings:
             lines += time_table(timings[notebook]) + [""]
@@ -72,6 +72,10 @@ def update_readme(readme: Path | None = None, metrics_file: Path | None = None,
     if missing:
         raise ValueError(f"{metrics_file} has no results of {', '.join(missing)}: the README's table is left as it "
                          f"is. Fix: run `make figures` (or the notebook), or `git checkout {metrics_file.name}`")
+    unfinished = results.incomplete_runs(metrics, metrics_file.parent)
+    if unfinished:
+        raise ValueError(f"the last run of {', '.join(unfinished)} started but did not finish: its figures and "
+                         f"{metrics_file.name} may disagree. Fix: run it again to the end (make figures)")
     timings = load_timings(timings_file or metrics_file.parent / "timings.json")
     text = readme.read_text()
     readme_block(text)  # fails clearly when the markers are missing

@@ -3,6 +3,10 @@
 One entry per notebook, written whole by that notebook's last cell (stale keys of an earlier version go), under an
 advisory lock so that two notebooks finishing together both keep their results. Standard JSON only: NaN and
 infinities are written as null.
+
+A run's figures and its metrics belong together: `begin_run` (called by ``helpers.start``) leaves a marker with the
+run's id in the notebook's figures folder, `record_metrics` writes the same id into the entry, and `incomplete_runs`
+names the notebooks whose last run started (and may have replaced figures) but never recorded its metrics.
 """
 from __future__ import annotations
 
@@ -57,6 +61,34 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+BOOKKEEPING = ("profile", "date", "run_id", "complete")  # what every entry carries besides its metrics
+
+
+def _marker(folder: Path, notebook: str) -> Path:
+    return folder / notebook / ".run.json"
+
+
+def begin_run(run: setup.Run) -> None:
+    """Mark `run` as started in its notebook's output folder (``.run.json``, ignored by git)."""
+    marker = _marker(setup.output_dir(), run.notebook)
+    atomic_write(marker, lambda tmp: tmp.write_text(json.dumps({"run_id": run.run_id}), encoding="utf-8"))
+
+
+def incomplete_runs(metrics: dict, folder: Path | None = None) -> list[str]:
+    """The notebooks whose latest run (marker in `folder`, default the output folder) did not record its metrics:
+    its figures may be new while its metrics are old."""
+    folder = folder or setup.output_dir()
+    out = []
+    for notebook in sorted(p.parent.name for p in folder.glob(f"*/{_marker(Path(), '').name}")):
+        try:
+            started = json.loads(_marker(folder, notebook).read_text(encoding="utf-8")).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            started = "unreadable"
+        if started != metrics.get(notebook, {}).get("run_id"):
+            out.append(notebook)
+    return out
+
+
 def record_metrics(notebook: str | None = None, path: str | Path | None = None, **values: Any) -> dict:
     """Write `values` as the entry of `notebook` in the metrics file, with the profile and the date.
 
@@ -71,6 +103,8 @@ def record_metrics(notebook: str | None = None, path: str | Path | None = None, 
     entry = {k: _jsonable(v) for k, v in values.items()}
     entry["profile"] = setup.profile()
     entry["date"] = _dt.date.today().isoformat()
+    if run is not None and run.notebook == notebook:
+        entry.update(run_id=run.run_id, complete=True)
     with locked(path):
         metrics = load_metrics(path)
         metrics[notebook] = dict(sorted(entry.items()))

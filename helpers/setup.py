@@ -7,6 +7,7 @@ settings), sets the plot style and prints what it chose.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import functools
 import getpass
 import hashlib
@@ -14,6 +15,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +239,7 @@ class Run:
     device: torch.device
     seed: int
     cfg: Settings = field(repr=False)
+    run_id: str = ""  # when and in which process it started: ties its figures to its metrics
 
 
 _current: Run | None = None
@@ -251,7 +254,8 @@ def begin(notebook: str, seed: int = 0) -> Run:
     """Read the profile and settings of `notebook`, seed every generator and pick the device: the state that
     `helpers.start` (which also sets the plot style and prints it) and `record_metrics` share."""
     global _current
-    run = Run(notebook, profile(), pick_device(), seed, settings(notebook))
+    run_id = f"{_dt.datetime.now():%Y%m%dT%H%M%S}-{os.getpid()}-{secrets.token_hex(3)}"
+    run = Run(notebook, profile(), pick_device(), seed, settings(notebook), run_id)
     seed_everything(seed)
     _current = run
     return run
