@@ -28,7 +28,7 @@ data: venv
 LAB_ARGS ?=
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: venv
-	@echo "profile $${AML_PROFILE:-default}, data $${AML_DATA_DIR:-data}; Ctrl-C twice stops JupyterLab"
+	@echo "JupyterLab on notebooks/ with .venv's Python; profile $${AML_PROFILE:-default}, data folder $${AML_DATA_DIR:-data/}; Ctrl-C twice stops it"
 	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab $(ROOT_ARG) $(LAB_ARGS) notebooks/
 
 test: venv

@@ -33,7 +33,7 @@ def start(notebook: str, seed: int = 0, verbose: bool = True) -> setup.Run:
     results.begin_run(run)
     set_style()
     if verbose:
-        print(f"notebook {notebook} | profile {run.profile} | seed {seed} | data {setup.data_dir()}")
+        print(f"notebook {notebook} | profile {run.profile} | seed {seed} | data {setup.shown_path(setup.data_dir())}")
         print("\n".join(environment.report(run.device.type, torch.get_num_threads(), setup.cpu_name(),
                                             setup.bf16_fast(run.device))))
         for key, value in vars(run.cfg).items():

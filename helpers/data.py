@@ -305,7 +305,7 @@ def mnist_as_cifar(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images)
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
         raise ValueError(f"MNIST images must be uint8 (N, 28, 28), got {x.dtype} {x.shape}")
-    t = torch.from_numpy(x).float()[:, None]                                         # (N, 1, 28, 28)
+    t = torch.tensor(x, dtype=torch.float32)[:, None]            # a copy: read-only input is fine  (N, 1, 28, 28)
     t = F.interpolate(t, size=(32, 32), mode="bilinear", align_corners=False)
     t = t.round().clamp(0, 255).to(torch.uint8)[:, 0]                                # (N, 32, 32)
     return np.repeat(t.numpy()[..., None], 3, axis=-1)

@@ -148,6 +148,14 @@ def data_dir() -> Path:
     return path
 
 
+def shown_path(path: Path) -> str:
+    """`path` as printed in a notebook: relative to the repository when inside it (no machine's absolute path)."""
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
 def figures_dir() -> Path:
     return repo_root() / "figures"
 

@@ -1,10 +1,11 @@
 import gzip
 import io
 import os
-import socket
-import time
 import pickle
+import socket
 import tarfile
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -138,6 +139,10 @@ def test_mnist_as_cifar_shape_channels_and_normalisation():
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
     flat = data.mnist_as_cifar(np.full((2, 28, 28), 200, dtype=np.uint8))
     assert (flat == 200).all()  # resizing keeps a constant image constant
+    read_only = np.frombuffer(digits.tobytes(), dtype=np.uint8).reshape(digits.shape)   # as read_idx returns them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # no "array is not writable" warning
+        assert (data.mnist_as_cifar(read_only) == out).all()
     x = normalize(to_float(flat, "cpu"))
     for c in range(3):
         assert torch.allclose(x[:, c], torch.full((2, 32, 32), (200 / 255 - CIFAR_MEAN[c]) / CIFAR_STD[c]))
