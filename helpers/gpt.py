@@ -2,8 +2,9 @@
 
 Token and learned position embeddings, pre-LayerNorm blocks of causal multi-head self-attention and a 4×
 GELU MLP, a final LayerNorm and a linear head over GPT-2's full 50,257-token vocabulary, tied to the token
-embedding as in GPT-2. Besides `forward`, the model exposes its attention probabilities
-(`attention_maps`) and a forward from input embeddings (`forward_embeddings`, for inversion).
+embedding as in GPT-2. The training loss never materialises the (B·T, vocab) logits (`gpt_loss`), and generation
+computes the head at the last position only (`last_logits`). Besides `forward`, the model exposes its attention
+probabilities (`attention_maps`) and a forward from input embeddings (`forward_embeddings`, for inversion).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .gpt_loss import linear_cross_entropy
 
 
 @dataclass
@@ -145,8 +148,8 @@ class GPT(nn.Module):
                              f"{idx.min().item()}..{idx.max().item()}")
         return idx
 
-    def forward_embeddings(self, tok_emb: torch.Tensor, targets: torch.Tensor | None = None):
-        """The forward pass from input embeddings (B, T, C) in place of token ids; returns (logits, loss)."""
+    def trunk(self, tok_emb: torch.Tensor) -> torch.Tensor:
+        """Input embeddings (B, T, C) plus positions through the blocks: (B, T, C), before the final LayerNorm."""
         B, T, C = tok_emb.shape
         if T > self.config.block_size or C != self.config.n_embd:
             raise ValueError(f"embeddings must have shape (B, T <= {self.config.block_size}, {self.config.n_embd}),"
@@ -155,15 +158,31 @@ class GPT(nn.Module):
         x = self.drop(tok_emb + self.wpe(pos))                                  # (B, T, C)
         for block in self.h:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))                                     # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
-        return logits, loss
+        return x
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """Logits (B, T, vocab) for token ids (B, T), and the cross-entropy with `targets` when given."""
-        return self.forward_embeddings(self.wte(self.check_ids(idx)), targets)
+    def forward_embeddings(self, tok_emb: torch.Tensor, targets: torch.Tensor | None = None,
+                           return_logits: bool = False):
+        """The forward pass from input embeddings (B, T, C) in place of token ids; returns (logits, loss).
+
+        Without targets: the logits (B, T, vocab) and None. With targets (B, T): the mean cross-entropy, computed
+        by `linear_cross_entropy` without materialising the logits, and logits None unless `return_logits`."""
+        if targets is not None and targets.shape != tok_emb.shape[:2]:
+            raise ValueError(f"targets must have the inputs' shape (B, T) = {tuple(tok_emb.shape[:2])}, got "
+                             f"{tuple(targets.shape)}")
+        x = self.ln_f(self.trunk(tok_emb))                                      # (B, T, C)
+        if targets is None:
+            return self.lm_head(x), None
+        loss = linear_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
+        return (self.lm_head(x) if return_logits else None), loss
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_logits: bool = False):
+        """(logits, loss) for token ids (B, T): see `forward_embeddings`."""
+        return self.forward_embeddings(self.wte(self.check_ids(idx)), targets, return_logits)
+
+    def last_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """The logits of the last position only, (B, vocab): the head runs on B hidden states, not B·T."""
+        x = self.trunk(self.wte(self.check_ids(idx)))[:, -1]                    # (B, C)
+        return self.lm_head(self.ln_f(x))
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
@@ -189,8 +208,7 @@ class GPT(nn.Module):
         self.check_ids(idx)
         self.check_ids(idx[:, -self.config.block_size:])
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.config.block_size:])
-            logits = logits[:, -1, :].float() / temperature                     # (B, vocab)
+            logits = self.last_logits(idx[:, -self.config.block_size:]).float() / temperature  # (B, vocab)
             if top_k is not None:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -203,7 +221,8 @@ class GPT(nn.Module):
 def token_logprobs(model: nn.Module, ids) -> torch.Tensor:
     """log p(x_i | x_<i) for i = 2..n, in log space throughout (float64): log_softmax of the logits, never
     the log of a probability. The prefix is cropped to the block size: one forward pass covers the first
-    block, then one pass per further token with a sliding window. Shape (n − 1,)."""
+    block, then one pass per further token with a sliding window, whose head runs at its last position only.
+    Shape (n − 1,)."""
     ids = torch.as_tensor(ids).flatten()
     if ids.is_floating_point():
         raise ValueError(f"token ids must be integers, got {ids.dtype}")
@@ -217,9 +236,9 @@ def token_logprobs(model: nn.Module, ids) -> torch.Tensor:
     logits, _ = model(ids[None, :min(len(ids) - 1, block)])
     logp = F.log_softmax(logits[0].double(), dim=-1)                            # (T, vocab)
     out = [logp.gather(1, ids[1:logp.shape[0] + 1, None])[:, 0]]
-    for i in range(block + 1, len(ids)):
-        logits, _ = model(ids[None, i - block:i])
-        out.append(F.log_softmax(logits[0, -1].double(), dim=-1)[ids[i]].reshape(1))
+    for i in range(block + 1, len(ids)):                                        # sliding windows: the last position
+        logits = model.last_logits(ids[None, i - block:i])[0]
+        out.append(F.log_softmax(logits.double(), dim=-1)[ids[i]].reshape(1))
     return torch.cat(out)
 
 

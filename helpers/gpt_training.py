@@ -92,11 +92,14 @@ def evaluate(model: GPT, tokens: torch.Tensor, batches: int | None = None, batch
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on biases and LayerNorm gains), as in nanoGPT."""
+    """AdamW; weight decay on matrices only (not on biases and LayerNorm gains), as in nanoGPT. Its fused kernel
+    (one pass over each parameter's four tensors) on CPU and CUDA: on a 2-core CPU it takes a third of the time of
+    the per-tensor loop that is the CPU default (benchmarks/bench_gpt.py)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
+    fused = next(model.parameters()).device.type in ("cpu", "cuda") or None
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95), fused=fused)
 
 
 def train_step(model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,

@@ -67,6 +67,9 @@ class OneTokenModel(nn.Module):
         logits[..., 0] = self.a
         return logits, None
 
+    def last_logits(self, idx):
+        return self(idx)[0][:, -1]
+
 
 def test_logprob_of_a_model_that_always_predicts_one_token():
     model, a, V = OneTokenModel(), 3.0, 10
