@@ -5,6 +5,7 @@ batch's device, with a `torch.Generator` for reproducibility (no per-image loop,
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -99,6 +100,41 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.stem(x))                                               # (B, 8w, H', W')
         return self.head(h.mean(dim=(2, 3)))                                        # (B, repr_dim)
+
+
+def _fold(layer: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | nn.BatchNorm1d) -> nn.Module:
+    """`layer` followed by `bn` in eval mode as one layer: BN(Wx + b) = s·(Wx + b − μ) + β with s = γ/√(σ² + ε),
+    so W' = s·W (per output channel) and b' = s·(b − μ) + β."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)                                   # (C,)
+    shift = -scale * bn.running_mean
+    if bn.affine:
+        scale, shift = bn.weight * scale, bn.weight * shift + bn.bias
+    fused = copy.deepcopy(layer)
+    fused.weight.mul_(scale.reshape(-1, *[1] * (layer.weight.ndim - 1)))
+    fused.bias = nn.Parameter(shift if layer.bias is None else scale * layer.bias + shift)
+    return fused
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm folded into the convolution or linear layer before it
+    (in a `nn.Sequential`, or a `BasicBlock`'s conv1/bn1 and conv2/bn2): the same function at inference, with one
+    pass over the activations fewer per layer. `model` itself is left as it is."""
+    model = copy.deepcopy(model).eval()
+    foldable = (nn.Conv2d, nn.Linear), (nn.BatchNorm2d, nn.BatchNorm1d)
+    with torch.no_grad():
+        for module in list(model.modules()):
+            if isinstance(module, nn.Sequential):
+                pairs = [(str(i), str(i + 1)) for i in range(len(module) - 1)]
+            elif isinstance(module, BasicBlock):
+                pairs = [("conv1", "bn1"), ("conv2", "bn2")]
+            else:
+                continue
+            for a, b in pairs:
+                layer, bn = module.get_submodule(a), module.get_submodule(b)
+                if isinstance(layer, foldable[0]) and isinstance(bn, foldable[1]) and bn.track_running_stats:
+                    setattr(module, a, _fold(layer, bn))
+                    setattr(module, b, nn.Identity())
+    return model
 
 
 def projector(cfg: EncoderConfig) -> nn.Sequential:

@@ -86,3 +86,32 @@ def test_full_augmentation_and_model_shapes():
     enc, proj = V.Encoder(cfg), V.projector(cfg)
     z = enc(view)
     assert z.shape == (4, 128) and proj(z).shape == (4, 512)
+
+
+def with_running_statistics(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """`model` with random BatchNorm statistics and affine parameters, as a trained model has (fresh ones are the
+    identity at inference, which would hide a wrong fold)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(m.num_features, generator=g))
+                m.bias.copy_(torch.randn(m.num_features, generator=g))
+    return model
+
+
+def test_folding_batchnorm_keeps_the_eval_function_and_leaves_the_model_alone():
+    """W' = s·W, b' = s·(b − μ) + β with s = γ/√(σ² + ε): the folded copy has no BatchNorm left and computes the
+    eval-mode encoder (stem, blocks, shortcuts, the head's Linear → BatchNorm1d) to fp32 rounding."""
+    torch.manual_seed(0)
+    enc = with_running_statistics(V.Encoder(V.EncoderConfig(width=4, stem_stride=2, repr_dim=8))).train()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    folded = V.fold_batchnorm(enc)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    assert enc.training and all(torch.equal(v, before[k]) for k, v in enc.state_dict().items())
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = enc.eval()(x)
+        assert (folded(x) - ref).abs().max() <= 2e-6 * ref.abs().max()

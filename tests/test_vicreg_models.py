@@ -6,6 +6,7 @@ import torch
 from helpers import setup
 from helpers import vicreg_models as M
 from helpers import vicreg_training as VT
+from helpers.vicreg import Encoder, EncoderConfig
 
 
 def tiny_settings(**kw):
@@ -112,6 +113,20 @@ def test_cached_features_are_keyed_by_the_weights(tiny_images, data_dir):
     moved = M.cached_features(model.encoder, images, "t")
     assert torch.allclose(moved, first + 1.0, atol=1e-5)
     assert len(list((data_dir / "cache").glob("features_t_*.pt"))) == 2
+
+
+def test_bf16_features_are_cached_apart_from_fp32_ones(tiny_images, data_dir, monkeypatch):
+    """Where bf16 is native, `features` runs in bf16: those features (3 significant digits) never stand in for fp32
+    ones, nor the other way round."""
+    images = tiny_images(8)
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(width=4, stem_stride=2, repr_dim=8))
+    fp32 = M.cached_features(encoder, images, "t")
+    monkeypatch.setattr(setup, "bf16_fast", lambda device: True)
+    bf16 = M.cached_features(encoder, images, "t")
+    assert sorted(p.name.endswith("_bf16.pt") for p in (data_dir / "cache").glob("features_t_*.pt")) == [False, True]
+    assert not torch.equal(bf16, fp32) and torch.allclose(bf16, fp32, atol=0.05 * fp32.abs().max())
+    assert torch.equal(M.cached_features(encoder, images, "t"), bf16)
 
 
 def test_unknown_model_name():

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from helpers import vicreg_training as VT
-from helpers.vicreg import EncoderConfig
+from helpers.vicreg import Encoder, EncoderConfig, normalize, to_float
+
+from test_vicreg import with_running_statistics
 
 
 def tiny_cfg(**kw):
@@ -35,6 +37,25 @@ def test_nan_loss_stops_training(tiny_images, monkeypatch):
                                                            for key in ("loss", "invariance", "variance", "covariance")})
     with pytest.raises(FloatingPointError, match="epoch 1, step 0"):
         VT.train_vicreg(tiny_images(), tiny_cfg(), progress=False)
+
+
+def test_features_equal_the_plain_eval_forward(tiny_images):
+    """The fast path (inference mode, BatchNorm folded, channels-last, batches of 128) against the path it
+    replaced (no_grad, BatchNorm applied, NCHW, batches of 512) on a small encoder with trained-like BatchNorm
+    statistics: equal to fp32 rounding; the encoder keeps its mode and weights; the result works with autograd."""
+    images = tiny_images(300)
+    torch.manual_seed(0)
+    enc = with_running_statistics(Encoder(EncoderConfig(width=8, stem_stride=1, repr_dim=16))).train()
+    with torch.no_grad():
+        ref = torch.cat([enc.eval()(normalize(to_float(images[s:s + 512], "cpu"))) for s in range(0, 300, 512)])
+    enc.train()
+    f = VT.features(enc, images)
+    assert f.shape == (300, 16) and not f.is_inference()
+    assert (f - ref).abs().max() <= 2e-6 * ref.abs().max()
+    assert enc.training and next(enc.parameters()).is_contiguous()
+    assert (f * torch.ones(16, requires_grad=True)).sum().requires_grad
+    with pytest.raises(ValueError, match="batch_size"):
+        VT.features(enc, images, batch_size=0)
 
 
 def test_features_are_deterministic_and_in_order(tiny_images):
