@@ -8,6 +8,7 @@ Sampling from it is in `diffusion_sampling`; the exact denoisers the learned one
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -75,6 +76,35 @@ def forward_trajectory(x0: torch.Tensor, ts: torch.Tensor, generator=None) -> to
     var = torch.cat([sigma(ts[:1]) ** 2, (sigma(ts) ** 2).diff()])                     # (K,)
     steps = var.sqrt()[:, None, None] * torch.randn(len(ts), *x0.shape, generator=generator)
     return x0 + steps.cumsum(0)
+
+
+# ------------------------------------------------------------------------------------------ threads
+
+SMALL_BATCH = 64  # at most this many points: the denoiser's matmuls are too small to share between threads
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run the block on `n` of torch's intra-op threads (None: as set), then restore the previous count.
+
+    For a batch of a few points every matmul of the denoiser is a few microseconds of work, and splitting it over
+    threads buys nothing on idle cores; beside any other busy program, every parallel section then waits for a
+    descheduled thread: notebook 01's one-point bonus ran several times slower on two threads than on one
+    (benchmarks/bench_diffusion.py). The results do not depend on the count (tested)."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def threads_for(n_points: int):
+    """`threads(1)` for a batch of at most `SMALL_BATCH` points, else the thread count as set."""
+    return threads(1 if n_points <= SMALL_BATCH else None)
 
 
 # ------------------------------------------------------------------------------------ input checks

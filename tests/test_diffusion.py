@@ -196,3 +196,54 @@ def test_optimal_denoiser_with_our_sampler_reaches_the_energy_floor():
     assert 0.0 < floor < 0.005
     q = sampling.mean_quality(exact.UniformDenoiser(), "ours", steps=50, n=1000, seeds=range(3))
     assert q["frac_in_square"] > 0.995 and q["energy_distance"] < 2 * floor, (q, floor)
+
+
+def test_generate_remembers_samples_until_the_weights_change(monkeypatch):
+    sampling.forget_samples()
+    calls = []
+    real_sample = sampling.sample
+    monkeypatch.setattr(sampling, "sample", lambda *a, **k: calls.append(1) or real_sample(*a, **k))
+    torch.manual_seed(0)
+    model = diffusion.Denoiser(hidden=16, depth=2)
+    n = sampling.MEMO_MIN_POINTS
+    first = sampling.generate(model, n, 5, "ours", seed=1)
+    again = sampling.generate(model, n, 5, dict(sampling.SAMPLERS["ours"]), seed=1)   # the same sampler as a dict
+    assert len(calls) == 1 and torch.equal(first, again) and again is not first
+    again.add_(1.0)                                                                     # the caller owns its copy
+    assert torch.equal(sampling.generate(model, n, 5, "ours", seed=1), first) and len(calls) == 1
+    assert torch.equal(sampling.generate(model, n, 5, "ours", seed=1, memo=False), first) and len(calls) == 2
+    for other in (dict(seed=2), dict(steps=6), dict(sampler="course"), dict(eta=1.0), dict(n=n + 1),
+                  dict(prior=(0.5, 1.0))):                                             # any other argument: sampled
+        args = {"n": n, "steps": 5, "sampler": "ours", "seed": 1, **other}
+        before = len(calls)
+        assert not torch.equal(sampling.generate(model, **args)[:n], first) and len(calls) == before + 1
+    with torch.no_grad():
+        model.net[-1].bias.add_(0.01)                                                   # a weight changed in place
+    moved = sampling.generate(model, n, 5, "ours", seed=1)
+    assert len(calls) == 9 and not torch.equal(moved, first)
+    sampling.generate(model, n - 1, 5, "ours", seed=1)
+    sampling.generate(model, n - 1, 5, "ours", seed=1)                                  # small: drawn every time
+    assert len(calls) == 11
+    sampling.forget_samples()
+
+
+def test_few_points_sample_on_one_thread_with_the_same_numbers(monkeypatch):
+    torch.manual_seed(0)
+    model = diffusion.Denoiser(hidden=32, depth=2)
+    seen = []
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a: seen.append(torch.get_num_threads()) or real_forward(*a))
+    threads = torch.get_num_threads()
+    z = sampling.prior_noise(diffusion.SMALL_BATCH, generator=torch.Generator().manual_seed(0))
+    one = sampling.sample(model, z, diffusion.time_grid(20), eta=1.0, generator=torch.Generator().manual_seed(1))
+    assert set(seen) == {1} and torch.get_num_threads() == threads                    # restored afterwards
+    bonus = sampling.optimise_noise(model, [2.0, 1.0], diffusion.time_grid(5), iters=3, progress=False)
+    seen.clear()
+    sampling.sample(model, torch.zeros(diffusion.SMALL_BATCH + 1, 2), diffusion.time_grid(2))
+    assert set(seen) == {threads}                                                       # a larger batch: all
+    monkeypatch.setattr(diffusion, "SMALL_BATCH", 0)                                    # as before: every thread
+    seen.clear()
+    every = sampling.sample(model, z, diffusion.time_grid(20), eta=1.0, generator=torch.Generator().manual_seed(1))
+    assert set(seen) == {threads} and torch.equal(one, every)
+    again = sampling.optimise_noise(model, [2.0, 1.0], diffusion.time_grid(5), iters=3, progress=False)
+    assert torch.equal(bonus[0], again[0]) and bonus[2] == again[2]
