@@ -87,10 +87,10 @@ SMALL_BATCH = 64  # at most this many points: the denoiser's matmuls are too sma
 def threads(n: int | None):
     """Run the block on `n` of torch's intra-op threads (None: as set), then restore the previous count.
 
-    For a batch of a few points every matmul of the denoiser is a few microseconds of work, and splitting it over
-    threads buys nothing on idle cores; beside any other busy program, every parallel section then waits for a
-    descheduled thread: notebook 01's one-point bonus ran several times slower on two threads than on one
-    (benchmarks/bench_diffusion.py). The results do not depend on the count (tested)."""
+    For a batch of a few points every matmul of the denoiser is a few microseconds of work: splitting it over threads
+    buys nothing on idle cores (notebook 01's one-point bonus ran 1.1–1.2× faster on one thread than on two), and
+    beside any other busy program every parallel section waits for a descheduled thread (the same bonus: 76–128×
+    faster on one; benchmarks/bench_diffusion.py, 2-core Xeon). The results do not depend on the count (tested)."""
     before = torch.get_num_threads()
     if n is None or n == before:
         yield
