@@ -48,19 +48,6 @@ def check_inputs(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, i
                          f"{targets[bad][0].item()}")
 
 
-_workspace: dict = {}   # (V, dtype, device) -> the reused chunk buffer
-
-
-def _chunk_buffer(n: int, V: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An (n, V) buffer for a chunk's logits, kept between calls: a fresh one costs its page faults at every step
-    (about 9 ms for 25 MB on a 2-core CPU, a tenth of the step's softmax work)."""
-    key = (V, dtype, device)
-    if key not in _workspace or len(_workspace[key]) < n:
-        _workspace.clear()                      # one buffer at a time: a new shape replaces the old one
-        _workspace[key] = torch.empty(n, V, dtype=dtype, device=device)
-    return _workspace[key][:n]
-
-
 def _needs_shift(h: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the log-sum-exp needs its max shift. By Cauchy–Schwarz |z_ij| ≤ ‖h_i‖·‖w_j‖; while that bound is at
     most EXP_SAFE, exp(z) and its row sums stay normal fp32 numbers, so exp(z) can be summed as it is: one pass over
@@ -99,14 +86,14 @@ def _run(h, weight, targets, ignore_index, chunk, need_h, need_w, compute_dtype)
     count = int(valid.sum())
     row_weight = valid.to(acc) / max(count, 1)                                # (N,) the mean's 1/count; 0 if ignored
     safe = torch.where(valid, targets, 0).long()                              # an ignored row points at token 0
-    buf = _chunk_buffer(min(chunk, N), V, acc, h.device)                      # (n, V), reused by every chunk
+    buf = torch.empty(min(chunk, N), V, dtype=acc, device=h.device)           # (n, V), reused by every chunk
     grad_h = torch.empty(N, C, dtype=acc, device=h.device) if need_h else None
     grad_w = torch.empty(V, C, dtype=acc, device=h.device) if need_w else None
     total = torch.zeros((), dtype=torch.float64, device=h.device)
     for s in range(0, N, chunk):
         h_c, y, r = h_lp[s:s + chunk], safe[s:s + chunk], row_weight[s:s + chunk]
-        z = torch.mm(h_c, w_lp.t(), out=buf[:len(h_c)]) if compute_dtype == acc else \
-            buf[:len(h_c)].copy_(torch.mm(h_c, w_lp.t()))                      # (n, V) logits, fp32 softmax
+        z = buf[:len(h_c)]
+        _mm_into(z, h_c, w_lp.t(), first=True)                                # (n, V) logits, fp32 softmax
         z_y = z.gather(1, y[:, None])[:, 0]                                   # (n,) the targets' logits
         m, sum_exp = _exp_rows(z, shift)                                      # z ← exp(z − m)
         total += ((m + sum_exp.log() - z_y) * (r > 0)).sum()                  # Σ log-sum-exp − z_y
@@ -133,7 +120,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         loss, grad_h, grad_w = _run(h, weight, targets, ignore_index, chunk, ctx.needs_input_grad[0],
                                     ctx.needs_input_grad[1], compute_dtype)
         # kept on ctx (not saved tensors): the backward hands them on without a copy and drops its reference
-        ctx.grads = (None if grad_h is None else grad_h.to(h.dtype), None if grad_w is None else grad_w.to(weight.dtype))
+        ctx.grads = tuple(None if g is None else g.to(x.dtype) for g, x in ((grad_h, h), (grad_w, weight)))
         return loss
 
     @staticmethod
@@ -143,7 +130,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                                "compute the loss again for a second one")
         grad_h, grad_w = ctx.grads
         ctx.grads = None
-        if grad_loss.device.type != "cpu" or grad_loss.item() != 1.0:   # a GPU scales rather than wait for the host
+        if grad_loss.device.type != "cpu" or grad_loss.item() != 1.0:   # a GPU scales rather than sync with the host
             for g in (grad_h, grad_w):
                 if g is not None:
                     g.mul_(grad_loss.to(g.dtype))   # in place: the buffers belong to this call alone
@@ -157,8 +144,8 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
     h (N, C) hidden states, weight (V, C) the head (GPT-2's is the token embedding), targets (N,). Mean over the
     targets that are not `ignore_index` (NaN when all are). `chunk` tokens at a time (default: `default_chunk`).
     Gradient work is done only when autograd will need it: under ``no_grad`` or for inputs that need no gradient
-    the forward computes the loss alone. Under autocast the two matmuls run in the autocast dtype and the softmax
-    and the sums in fp32. Each call supports one backward.
+    the forward computes the loss alone. Under autocast the matmuls run in the autocast dtype, the softmax and the
+    sums in fp32. Each call supports one backward.
     """
     check_inputs(h, weight, targets, ignore_index)
     if chunk is None:
