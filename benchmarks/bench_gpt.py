@@ -1,70 +1,183 @@
-"""Training throughput of the GPT, plain path against fast path, side by side in one run.
+"""The GPT training step at the machine's speed: today's step, each change alone and all of them, side by side.
 
-plain: fp32, explicit softmax(QKᵀ/√d)V attention (the way minGPT computes it);
-fast:  scaled_dot_product_attention, plus bf16 autocast where the CPU/GPU runs bf16 natively.
-Both train the `default` profile's model from the same seed on the same batches for the same number of steps;
-the script prints tokens/s, the ratio, and the validation loss of each after those steps.
+today:    the step as it was at commit 7cb0949: the full (B·T, 50,257) logits, F.cross_entropy on them, AdamW's
+          per-tensor loop (torch's default on a CPU);
+chunked:  the head's loss by `gpt_loss.linear_cross_entropy` (token chunks, both gradients formed in the forward);
+fused:    AdamW's fused kernel;  foreach: AdamW's multi-tensor kernel;
+compiled: the four blocks under `torch.compile` (its compile time printed apart);
+all:      `gpt_training.train_step` and `make_optimizer` as the notebook runs them now (chunked + fused).
+Every variant trains the `default` profile's model from the same seed, on the same batches with the same dropout
+masks (each keeps its own RNG state), one step of each in turn, so a busy machine slows them alike. Also printed:
+the fp32 matmul rate on a 2048³ product and on the head's own shapes, the head alone for several chunk sizes, each
+step's useful FLOP/s as a fraction of the 2048³ rate, and the validation loss after the steps (today vs all).
 
-Run: .venv/bin/python benchmarks/bench_gpt.py [steps]   (default 60 steps; ~5 min on 2 cores)
+Run: flock /tmp/bench.lock .venv/bin/python benchmarks/bench_gpt.py [steps]   (default 24; ~4 min on 2 cores)
 """
+import os
+import statistics
 import sys
+import tempfile
 import time
 
 import torch
+import torch.nn.functional as F
 
-from helpers import data
+from helpers import data, gpt_loss
 from helpers import gpt_training as T
 from helpers.gpt import GPT, preset
-from helpers.setup import bf16_fast, settings
+from helpers.setup import cpu_name, settings
 
 
-def run(name, model_overrides, bf16, train_tokens, val_tokens, steps, batch_size):
-    torch.manual_seed(0)
-    model = GPT(preset(settings("02_gpt_alice", "default").model, **model_overrides))
-    cfg = T.TrainConfig(max_steps=steps, batch_size=batch_size, warmup=max(1, steps // 10), eval_every=10 ** 9,
-                        eval_batches=1, bf16=bf16)
-    opt = T.make_optimizer(model, cfg)
-    g = torch.Generator().manual_seed(0)
-    model.train()
+def best_ms(fn, reps=5):
+    fn()
     times = []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = T.lr_at(step, cfg)
-        x, y = T.get_batch(train_tokens, batch_size, model.config.block_size, g)
+    for _ in range(reps):
         start = time.perf_counter()
-        T.train_step(model, opt, x, y, cfg, bf16)      # the step the notebook trains with
+        fn()
         times.append(time.perf_counter() - start)
-    steady = sorted(times[2:])[: max(1, len(times[2:]) // 2)]  # the faster half of the steps after warm-up
-    tokens_per_s = batch_size * model.config.block_size / (sum(steady) / len(steady))
-    val = T.evaluate(model, val_tokens, None, batch_size, bf16)
-    print(f"{name:>6}: {tokens_per_s:7.0f} tokens/s (median-ish of {len(times)} steps), "
-          f"validation loss after {steps} steps {val:.4f}")
-    return tokens_per_s, val
+    return 1e3 * min(times)
+
+
+def matmul_rates(n_tokens, C, V, chunk):
+    """GFLOP/s of a 2048³ fp32 matmul and of the head's three products, whole and per chunk of tokens (into reused
+    outputs), and of today's logits product, which writes a fresh (B·T, V) tensor at every step."""
+    a, b, out = torch.randn(2048, 2048), torch.randn(2048, 2048), torch.empty(2048, 2048)
+    big = 2 * 2048 ** 3 / best_ms(lambda: torch.mm(a, b, out=out)) / 1e6
+    print(f"fp32 matmul 2048³: {big:.0f} GFLOP/s")
+    w, gw = torch.randn(V, C), torch.zeros(V, C)
+    for n in (n_tokens, chunk):
+        h, z, gh = torch.randn(n, C), torch.randn(n, V), torch.empty(n, C)
+        flop = 2 * n * V * C / 1e6
+        rates = [flop / best_ms(f, 3) for f in (lambda: torch.mm(h, w.T, out=z), lambda: torch.mm(z, w, out=gh),
+                                                lambda: gw.addmm_(z.T, h))]
+        print(f"  head, {n:4d} tokens: logits h·Wᵀ {rates[0]:.0f}, ∂h = G·W {rates[1]:.0f}, ∂W += Gᵀ·h {rates[2]:.0f} "
+              f"GFLOP/s" + (f"; h·Wᵀ into a fresh tensor (today) {flop / best_ms(lambda: h @ w.T, 3):.0f}"
+                            if n == n_tokens else ""))
+    return big
+
+
+def head_sweep(n_tokens, C, V, chunks):
+    """Forward and backward of the head's loss alone: full logits + F.cross_entropy, then chunked per chunk size."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(n_tokens, C, generator=g).requires_grad_()
+    w = (0.02 * torch.randn(V, C, generator=g)).requires_grad_()
+    y = torch.randint(0, V, (n_tokens,), generator=g)
+    full = best_ms(lambda: F.cross_entropy(h @ w.T, y).backward(), 3)
+    line = [f"full logits {full:.0f} ms"]
+    for chunk in chunks:
+        ms = best_ms(lambda: gpt_loss.linear_cross_entropy(h, w, y, chunk=chunk).backward(), 3)
+        line.append(f"chunk {chunk}: {ms:.0f} ms ({full / ms:.2f}x)")
+    print(f"head loss fwd+bwd, {n_tokens} tokens: " + ", ".join(line))
+
+
+def full_logits_loss(model, x, y):
+    """Today's loss: every logit, then F.cross_entropy (the code at commit 7cb0949)."""
+    logits = model.lm_head(model.ln_f(model.trunk(model.wte(x))))
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+
+def groups(model, cfg):
+    return [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+
+
+class Variant:
+    """One way of taking a training step, with its own model, optimiser and RNG state."""
+
+    def __init__(self, name, cfg, chunked=False, optimizer="loop", compiled=False, shipped=False):
+        torch.manual_seed(0)
+        self.name, self.cfg, self.chunked, self.shipped = name, cfg, chunked, shipped
+        self.model = GPT(preset(settings("02_gpt_alice", "default").model)).train()
+        if compiled:
+            for block in self.model.h:
+                block.compile()
+        if shipped:
+            self.opt = T.make_optimizer(self.model, cfg)
+        else:
+            kind = {"loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[optimizer]
+            self.opt = torch.optim.AdamW(groups(self.model, cfg), lr=cfg.lr, betas=(0.9, 0.95), **kind)
+        self.rng, self.times = torch.get_rng_state(), []
+
+    def step(self, x, y, lr):
+        torch.set_rng_state(self.rng)                      # its own dropout masks: the same for every variant
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        start = time.perf_counter()
+        if self.shipped:
+            T.train_step(self.model, self.opt, x, y, self.cfg)
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.model(x, y)[1] if self.chunked else full_logits_loss(self.model, x, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.opt.step()
+        self.times.append(time.perf_counter() - start)
+        self.rng = torch.get_rng_state()
+
+    def step_ms(self):
+        return 1e3 * statistics.median(self.times[2:])     # the first steps warm up (and compile)
+
+
+def step_flop(config, batch, block):
+    """Useful FLOP of a training step (3 × forward): the matmuls of the blocks and the head, and attention."""
+    N, C, L = batch * block, config.n_embd, config.n_layer
+    forward = 2 * N * (12 * L * C * C + config.vocab_size * C) + 4 * L * batch * block * block * C
+    return 3 * forward
 
 
 def main():
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-    batch_size = settings("02_gpt_alice", "default").batch_size
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 24
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp()   # compile from scratch, as a fresh clone does
+    s = settings("02_gpt_alice", "default")
+    config = preset(s.model)
+    n_tokens, chunk = s.batch_size * config.block_size, gpt_loss.default_chunk(torch.device("cpu"), config.vocab_size)
+    print(f"{cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads; model '{s.model}', batch "
+          f"{s.batch_size} × {config.block_size} tokens, chunk {chunk}")
+    big = matmul_rates(n_tokens, config.n_embd, config.vocab_size, chunk)
+    head_sweep(n_tokens, config.n_embd, config.vocab_size, (64, 128, 256, 512))
+
     enc = data.gpt2_encoding()
     train_tokens, val_tokens = T.split_tokens(T.encode_text(data.load_alice(), enc))
-    bf16 = bf16_fast(torch.device("cpu"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16}")
-    plain = run("plain", dict(fast_attention=False), False, train_tokens, val_tokens, steps, batch_size)
-    fast = run("fast", {}, bf16, train_tokens, val_tokens, steps, batch_size)
-    print(f"speed-up fast/plain: {fast[0] / plain[0]:.2f}x (target >= 3x); validation loss difference "
-          f"{abs(fast[1] - plain[1]):.4f} nats (target <= 0.05)")
-    if not bf16:
-        a, b = torch.randn(1024, 512), torch.randn(512, 4096)
-        timing = {}
-        for dtype in (torch.float32, torch.bfloat16):
-            x, y = a.to(dtype), b.to(dtype)
-            x @ y
-            start = time.perf_counter()
-            x @ y
-            timing[dtype] = time.perf_counter() - start
-        print(f"this CPU has no native bf16: a 1024x512x4096 matmul takes {timing[torch.float32] * 1e3:.0f} ms in fp32 "
-              f"and {timing[torch.bfloat16] * 1e3:.0f} ms in bf16, so the fast path stays in fp32")
+    cfg = T.TrainConfig(max_steps=steps, batch_size=s.batch_size, warmup=max(1, steps // 4), lr=s.lr, bf16=False)
+    variants = [Variant("today", cfg), Variant("chunked", cfg, chunked=True), Variant("fused", cfg, optimizer="fused"),
+                Variant("foreach", cfg, optimizer="foreach"), Variant("compiled", cfg, compiled=True),
+                Variant("all", cfg, shipped=True)]
+    g = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        x, y = T.get_batch(train_tokens, s.batch_size, config.block_size, g)
+        for v in variants:
+            v.step(x, y, T.lr_at(step, cfg))
+    report(variants, step_flop(config, s.batch_size, config.block_size), big)
+    compile_verdict(variants[0], variants[4], val_tokens, s)
+    losses = {v.name: T.evaluate(v.model, val_tokens, None, s.batch_size) for v in (variants[0], variants[-1])}
+    print(f"validation loss after {steps} steps: today {losses['today']:.6f}, all {losses['all']:.6f} "
+          f"(difference {abs(losses['today'] - losses['all']):.1e} nats)")
+
+
+def report(variants, flop, big):
+    """Each variant's step time (median; fastest in brackets), speed-up over today and share of the 2048³ rate."""
+    today = variants[0].step_ms()
+    print(f"training step, median of steps 3..{len(variants[0].times)} [fastest] ({flop / 1e9:.1f} GFLOP of useful "
+          f"work each):")
+    for v in variants:
+        ms, fastest = v.step_ms(), 1e3 * min(v.times[2:])
+        rate = flop / ms / 1e6
+        print(f"  {v.name:>8}: {ms:6.0f} ms [{fastest:4.0f}]  {today / ms:5.2f}x today  {rate:4.0f} GFLOP/s = "
+              f"{100 * rate / big:3.0f}% of the 2048³ rate")
+
+
+def compile_verdict(today, compiled, val_tokens, s):
+    """torch.compile pays off only if its compile time (training graph, then the evaluation graph) is won back over
+    the notebook's steps."""
+    start = time.perf_counter()
+    T.evaluate(compiled.model, val_tokens, None, s.batch_size)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    T.evaluate(compiled.model, val_tokens, None, s.batch_size)
+    cost = compiled.times[0] - compiled.step_ms() / 1e3 + first - (time.perf_counter() - start)
+    gain = (today.step_ms() - compiled.step_ms()) / 1e3 * s.max_steps
+    print(f"torch.compile of the blocks: {cost:.0f} s to compile (training and evaluation graphs), {gain:.0f} s won "
+          f"back over {s.max_steps} steps: {'keep' if gain > cost else 'not worth it'} on this machine")
 
 
 if __name__ == "__main__":
