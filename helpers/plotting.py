@@ -111,8 +111,11 @@ def class_scatter(ax, points, labels, names=None, title: str | None = None, cent
             handle.set_sizes([25])
 
 
-def image_rows(rows, row_labels=None, col_titles=None, size: float = 1.1, title: str | None = None):
-    """A figure of uint8 (H, W, 3) images, one row per list in `rows`; returns the figure."""
+def image_rows(rows, row_labels=None, col_titles=None, size: float = 1.1, title: str | None = None,
+               captions=None):
+    """A figure of uint8 (H, W, 3) images, one row per list in `rows`; returns the figure.
+
+    `captions`, lists shaped like `rows`, writes a short text under each image (e.g. its class)."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + (1.2 if row_labels else 0), size * n_rows),
                              squeeze=False)
@@ -126,6 +129,8 @@ def image_rows(rows, row_labels=None, col_titles=None, size: float = 1.1, title:
                 side.set_visible(False)
             if c < len(images):
                 ax.imshow(images[c], interpolation="nearest")
+                if captions is not None and c < len(captions[r]):
+                    ax.set_xlabel(captions[r][c], fontsize="x-small", labelpad=1)
             if r == 0 and col_titles is not None and c < len(col_titles):
                 ax.set_title(col_titles[c], fontsize="small")
         if row_labels is not None:

@@ -21,17 +21,17 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 # ------------------------------------------------------------------------------------------ the loss
 
 def invariance(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """inv(Z, Z′) = mean over the batch and dimensions of (z − z′)² (the course's Eq. 3)."""
+    """inv(Z, Z′) = mean over the batch and dimensions of (z − z′)² (the course's Eq. 2)."""
     return F.mse_loss(z1, z2)
 
 
 def variance(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
-    """var(Z) = mean_j max(0, γ − sqrt(Var(z_j) + ε)), with the unbiased variance over the batch (Eq. 4)."""
+    """var(Z) = mean_j max(0, γ − sqrt(Var(z_j) + ε)), with the unbiased variance over the batch (Eq. 3)."""
     return F.relu(gamma - torch.sqrt(z.var(dim=0) + eps)).mean()
 
 
 def covariance(z: torch.Tensor) -> torch.Tensor:
-    """cov(Z) = (1/d)·Σ_{i≠j} C(Z)²_ij (Eq. 6), C(Z) the unbiased covariance matrix of the batch (Eq. 5)."""
+    """cov(Z) = (1/d)·Σ_{i≠j} C(Z)²_ij (Eq. 5), C(Z) the unbiased covariance matrix of the batch (Eq. 4)."""
     n, d = z.shape
     zc = z - z.mean(dim=0)
     cov = zc.T @ zc / (n - 1)                                                       # (d, d)
@@ -40,7 +40,7 @@ def covariance(z: torch.Tensor) -> torch.Tensor:
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, lam: float = 25.0, mu: float = 25.0, nu: float = 1.0,
                 gamma: float = 1.0, eps: float = 1e-4) -> dict[str, torch.Tensor]:
-    """λ·inv(Z, Z′) + µ·[var(Z) + var(Z′)] + ν·[cov(Z) + cov(Z′)], the course's Eq. 2 (its terms: Eq. 3–6).
+    """λ·inv(Z, Z′) + µ·[var(Z) + var(Z′)] + ν·[cov(Z) + cov(Z′)], the course's Eq. 6 (its terms: Eq. 2–5).
 
     The two branches' variance and covariance terms are *summed* as in the course; the authors' code averages
     the variance terms, so the same µ weighs twice as much here: weights are not comparable across codebases.
@@ -138,7 +138,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def projector(cfg: EncoderConfig) -> nn.Sequential:
-    """repr_dim → 512 → 512 → 512: Linear-BN-ReLU, Linear-BN-ReLU, Linear."""
+    """repr_dim → d → d → d with d = cfg.proj_dim (the course's 512; 1024 in the default profile):
+    Linear-BN-ReLU, Linear-BN-ReLU, Linear."""
     d = cfg.proj_dim
     return nn.Sequential(nn.Linear(cfg.repr_dim, d), nn.BatchNorm1d(d), nn.ReLU(),
                          nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Linear(d, d))

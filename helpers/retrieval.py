@@ -1,0 +1,51 @@
+"""Counts behind the retrieval and anomaly answers of notebook 03: neighbour label rates beside their chance
+levels, how concentrated the far lists are, and the ink of digit images."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def neighbour_rates(query_labels, near, far, labels, group) -> dict:
+    """Label rates of each query's retrieved lists, each beside its chance level.
+
+    `query_labels` (Q,) are the queries' classes, `near` and `far` (Q, k) indices into `labels` (N,), and `group`
+    (C,) bool maps a class to one of two kinds (e.g. vehicle vs animal). Returns the share of the near and far lists
+    that share the query's class (`same_near`, `same_far`), the share of the far lists of the other kind
+    (`other_kind_far`), and the rates a list drawn at random from the N images would have: `chance_same` (mean
+    over queries of the frequency of the query's class) and `chance_other_kind` (of the other kind's frequency).
+    """
+    labels = torch.as_tensor(labels)
+    q = torch.as_tensor(query_labels)
+    group = torch.as_tensor(group, dtype=torch.bool)
+    near, far = torch.as_tensor(near), torch.as_tensor(far)
+    if near.shape[0] != len(q) or far.shape[0] != len(q):
+        raise ValueError(f"{len(q)} queries but near {tuple(near.shape)} and far {tuple(far.shape)}")
+    freq = torch.bincount(labels, minlength=len(group)).double() / len(labels)          # (C,)
+    kind_freq = torch.stack([freq[~group].sum(), freq[group].sum()])                      # (2,) animal, vehicle
+    return {"same_near": (labels[near] == q[:, None]).double().mean().item(),
+            "same_far": (labels[far] == q[:, None]).double().mean().item(),
+            "other_kind_far": (group[labels[far]] != group[q][:, None]).double().mean().item(),
+            "chance_same": freq[q].mean().item(),
+            "chance_other_kind": kind_freq[(~group[q]).long()].mean().item()}
+
+
+def concentration(lists, top: int = 10) -> dict:
+    """How few images fill a set of retrieved lists (Q, k): `distinct` images among the `slots` = Q·k entries,
+    and the share of the slots taken by the `top` most frequent images (`top_share`)."""
+    lists = np.asarray(lists).ravel()
+    if lists.size == 0:
+        raise ValueError("no retrieved lists")
+    counts = np.sort(np.bincount(lists))[::-1]
+    return {"distinct": int((counts > 0).sum()), "slots": int(lists.size),
+            "top_share": float(counts[:top].sum() / lists.size)}
+
+
+def ink_fraction(images, threshold: int = 128) -> np.ndarray:
+    """The share of each image's pixels brighter than `threshold` (mean over the colour channels; uint8 images
+    (N, H, W, 3) or (N, H, W)): how much of a white-on-black digit is stroke. (N,)."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim not in (3, 4):
+        raise ValueError(f"images must be uint8 (N, H, W[, 3]), got {x.dtype} {x.shape}")
+    grey = x.mean(axis=-1) if x.ndim == 4 else x.astype(float)
+    return (grey > threshold).reshape(len(x), -1).mean(axis=1)

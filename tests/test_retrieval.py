@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from helpers import retrieval as R
+
+
+def test_neighbour_rates_count_labels_and_give_chance_levels():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 3])                  # classes 0, 1 animals; 2, 3 vehicles
+    group = np.array([False, False, True, True])
+    query_labels = np.array([0, 2])
+    near = np.array([[1, 2], [5, 6]])                            # query 0: one of two same; query 2: both same
+    far = np.array([[4, 7], [0, 1]])                             # every far image of the other kind, none same
+    r = R.neighbour_rates(query_labels, near, far, labels, group)
+    assert r["same_near"] == pytest.approx(3 / 4)
+    assert r["same_far"] == 0
+    assert r["other_kind_far"] == 1
+    assert r["chance_same"] == pytest.approx((2 / 8 + 3 / 8) / 2)
+    assert r["chance_other_kind"] == pytest.approx((4 / 8 + 4 / 8) / 2)
+    with pytest.raises(ValueError, match="queries"):
+        R.neighbour_rates(query_labels[:1], near, far, labels, group)
+
+
+def test_chance_of_the_other_kind_is_48_percent_for_4_vehicle_and_6_animal_classes():
+    labels = np.repeat(np.arange(10), 10)
+    group = np.array([c in (0, 1, 8, 9) for c in range(10)])
+    r = R.neighbour_rates(labels, np.zeros((100, 1), int), np.zeros((100, 1), int), labels, group)
+    assert r["chance_other_kind"] == pytest.approx(0.48)
+    assert r["chance_same"] == pytest.approx(0.1)
+
+
+def test_concentration_counts_distinct_images_and_the_top_share():
+    lists = np.array([[5, 6], [5, 7], [5, 6]])
+    c = R.concentration(lists, top=1)
+    assert c == {"distinct": 3, "slots": 6, "top_share": pytest.approx(3 / 6)}
+    assert R.concentration(np.arange(6).reshape(3, 2), top=2)["top_share"] == pytest.approx(2 / 6)
+
+
+def test_ink_fraction_is_the_share_of_bright_pixels():
+    x = np.zeros((2, 4, 4, 3), np.uint8)
+    x[0, :2] = 255                                               # half the pixels white
+    x[1, 0, 0] = 100                                             # one dim pixel: below the threshold
+    assert np.allclose(R.ink_fraction(x), [0.5, 0.0])
+    assert np.allclose(R.ink_fraction(x[..., 0]), [0.5, 0.0])
+    with pytest.raises(ValueError, match="uint8"):
+        R.ink_fraction(x.astype(float))
