@@ -252,14 +252,16 @@ def train(model: nn.Module, x0: torch.Tensor, epochs: int, cls=None, lr: float =
 # ----------------------------------------------------------------------------------------- likelihood
 
 def elbo(model: nn.Module, x: torch.Tensor, steps: int, cls=None, n_samples: int = 1000,
-         prior_std: float = 1.0, seed: int = 0, batch: int = 4096) -> dict[str, torch.Tensor]:
+         prior_std=1.0, seed: int = 0, batch: int = 4096, prior_mean=0.0) -> dict[str, torch.Tensor]:
     """A Monte Carlo lower bound on log p(x) per point (Kingma et al. 2021, "Variational diffusion models").
 
     Diffusion term, with dt = 1/T, t_i = i/T, s = t_i − dt and i uniform in 1..T (stratified):
     L_T(x) = T/2 · E_{ε,i}[(SNR(s) − SNR(t_i))·‖x − x̂_0(z_t, t_i)‖²], computed in ε-space as
     T/2 · E[(σ_t²/σ_s² − 1)·‖ε − D(z_t, t_i)‖²] (same value, no large SNRs).
     −L_T is the course's estimate. It is a bound on log p(x) only with the two terms it leaves out:
-    log p(x) ≥ E[log N(x; z_0, σ(0)²I)] − KL(q(z_1|x) ‖ N(0, prior_std²I)) − L_T(x), both closed form.
+    log p(x) ≥ E[log N(x; z_0, σ(0)²I)] − KL(q(z_1|x) ‖ N(prior_mean, prior_std²)) − L_T(x), both closed form.
+    `prior_mean` and `prior_std` are numbers or tensors broadcastable to (N, 2) (per point and coordinate), e.g. a
+    conditional model's class-matched prior from `diffusion_sampling.matched_prior`.
     Returns ``diffusion`` (L_T), ``prior``, ``reconstruction`` and ``elbo``, each of shape (N,).
     """
     x = check_points(x)
@@ -286,9 +288,69 @@ def elbo(model: nn.Module, x: torch.Tensor, steps: int, cls=None, n_samples: int
     diffusion = total / n_samples
     s0, s1 = float(sigma(torch.tensor(0.0))), float(sigma(torch.tensor(1.0)))
     recon = torch.full((n,), -0.5 * d * (math.log(2 * math.pi * s0 ** 2) + 1), dtype=torch.float64)
-    prior = 0.5 * (d * (s1 ** 2 / prior_std ** 2 - 1 + 2 * math.log(prior_std / s1))
-                   + x.double().pow(2).sum(1) / prior_std ** 2)
+    m = torch.as_tensor(prior_mean, dtype=torch.float64).expand(n, d)
+    v = torch.as_tensor(prior_std, dtype=torch.float64).expand(n, d) ** 2
+    if (v <= 0).any():
+        raise ValueError("prior_std must be positive")
+    prior = 0.5 * (s1 ** 2 / v - 1 + torch.log(v / s1 ** 2) + (x.double() - m) ** 2 / v).sum(1)  # KL per point
     return {"diffusion": diffusion, "prior": prior, "reconstruction": recon, "elbo": recon - prior - diffusion}
+
+
+def loss_by_time(model: nn.Module, x0: torch.Tensor, edges, repeats: int = 20, seed: int = 1234) -> torch.Tensor:
+    """The held-out denoising loss split by noise level: the mean of ‖D − ε‖²/2 over the (t, ε) draws of
+    `heldout_loss` (same `seed`, same draws) whose t falls in each bin [edges[k], edges[k+1]); (len(edges) − 1,)."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = check_points(x0, "held-out points")
+    edges = torch.as_tensor(edges, dtype=torch.float32)
+    total, count = torch.zeros(len(edges) - 1, dtype=torch.float64), torch.zeros(len(edges) - 1)
+    with torch.no_grad():
+        for _ in range(check_count(repeats, "repeats")):
+            t = torch.rand(len(x0), generator=g)
+            eps = torch.randn(x0.shape, generator=g)
+            err = (model(add_noise(x0, t, eps), t) - eps).pow(2).mean(1)
+            k = torch.bucketize(t, edges, right=True) - 1
+            ok = (k >= 0) & (k < len(total))
+            total.index_add_(0, k[ok], err[ok].double())
+            count.index_add_(0, k[ok], torch.ones(int(ok.sum())))
+    return total / count.clamp_min(1)
+
+
+@torch.no_grad()
+def diffusion_term_by_time(model: nn.Module, x: torch.Tensor, edges, cls=None, n_samples: int = 2000,
+                           seed: int = 0) -> torch.Tensor:
+    """Where in time the diffusion term L_T of `elbo` comes from: for T → ∞ its integrand is
+    SIGMA_RATE·E_ε‖ε − D(x + σ(t)ε, t)‖² dt (the SNR difference is 2·SIGMA_RATE·dt/σ² and ‖x − x̂_0‖² = σ²‖ε − D‖²),
+    so bin k holds SIGMA_RATE·(b − a)·E‖ε − D‖² with t uniform in [a, b). Returns (N, bins); rows sum to ≈ L_T."""
+    x = check_points(x)
+    edges = torch.as_tensor(edges, dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    n = len(x)
+    xs = x.repeat_interleave(n_samples, 0)
+    cs = None if cls is None else check_classes(cls, model.n_classes, n).repeat_interleave(n_samples)
+    out = torch.zeros(n, len(edges) - 1, dtype=torch.float64)
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        t = a + (b - a) * (torch.arange(len(xs)) % n_samples + torch.rand(len(xs), generator=g)) / n_samples
+        eps = torch.randn(xs.shape, generator=g)
+        err = (eps - model(add_noise(xs, t, eps), t, cs)).pow(2).sum(1).double()
+        out[:, k] = SIGMA_RATE * float(b - a) * err.view(n, n_samples).mean(1)
+    return out
+
+
+@torch.no_grad()
+def denoised_mean(model: nn.Module, x: torch.Tensor, ts, cls=None, n_samples: int = 2000, seed: int = 0):
+    """E_ε[x̂_0(x + σ(t)ε, t)] with x̂_0 = z − σ(t)·D(z, t), for each point of `x` at each time of `ts`:
+    where the denoiser sends the noisy versions of x. Shape (len(ts), N, 2)."""
+    x = check_points(x)
+    g = torch.Generator().manual_seed(seed)
+    n = len(x)
+    xs = x.repeat_interleave(n_samples, 0)
+    cs = None if cls is None else check_classes(cls, model.n_classes, n).repeat_interleave(n_samples)
+    rows = []
+    for t in torch.as_tensor(ts, dtype=torch.float32):
+        tt = t.expand(len(xs))
+        z = add_noise(xs, tt, torch.randn(xs.shape, generator=g))
+        rows.append((z - sigma(tt)[:, None] * model(z, tt, cs)).view(n, n_samples, 2).mean(1))
+    return torch.stack(rows)
 
 
 # ------------------------------------------------------------------------------------------- regions
@@ -301,3 +363,24 @@ def square_regions(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor:
     x = check_points(x)
     quadrant = torch.where(x[:, 0] >= 0, torch.where(x[:, 1] >= 0, 1, 4), torch.where(x[:, 1] >= 0, 2, 3))
     return torch.where(x.norm(dim=1) < radius, 0, quadrant)
+
+
+def region_border_distance(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor:
+    """Distance of each point to the nearest border between the classes of `square_regions`: the circle of
+    `radius`, or, outside it, the axes that separate the quadrants. (N,)."""
+    x = check_points(x)
+    r = x.norm(dim=1)
+    to_circle = (r - radius).abs()
+    # an axis borders two quadrants only outside the disk: beyond it, the distance to the nearer axis
+    to_axes = torch.where(r >= radius, x.abs().amin(1), torch.full_like(r, float("inf")))
+    return torch.minimum(to_circle, to_axes)
+
+
+def draw_regions(ax, radius: float = 0.5, color: str = "0.3") -> None:
+    """Outline the classes of `square_regions` on a matplotlib axes: the centre disk of `radius` and the two axes
+    that split the rest of [−1, 1]² into quadrants (drawn from the disk to the square's edge)."""
+    from matplotlib.patches import Circle
+    ax.add_patch(Circle((0, 0), radius, fill=False, color=color, lw=0.9))
+    for (x0, y0), (x1, y1) in (((radius, 0), (1, 0)), ((-radius, 0), (-1, 0)), ((0, radius), (0, 1)),
+                               ((0, -radius), (0, -1))):
+        ax.plot([x0, x1], [y0, y1], color=color, lw=0.9)

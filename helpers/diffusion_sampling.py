@@ -208,6 +208,31 @@ def overshoot(samples: torch.Tensor) -> torch.Tensor:
     return excess[excess > 0]
 
 
+def edge_fill(samples: torch.Tensor, width: float = 0.1) -> dict[str, float]:
+    """How well samples fill the border of [−1, 1]²: the fraction in the frame (inside the square, ℓ∞ norm above
+    1 − `width`) and in its four corner squares (both |coordinates| above 1 − `width`), each with what a uniform
+    sample puts there (``*_uniform``) and their ratio (``*_ratio``, 1 for a perfect sampler)."""
+    samples = check_points(samples, "samples")
+    inner = 1 - width
+    inside = (samples.abs() <= 1).all(1)
+    frame = inside & (samples.abs().amax(1) > inner)
+    corners = inside & (samples.abs().amin(1) > inner)
+    out = {"frame": float(frame.float().mean()), "frame_uniform": 1 - inner ** 2,
+           "corners": float(corners.float().mean()), "corners_uniform": width ** 2}
+    out["frame_ratio"] = out["frame"] / out["frame_uniform"]
+    out["corners_ratio"] = out["corners"] / out["corners_uniform"]
+    return out
+
+
+def euler_step_ratio(steps: int) -> float:
+    """Algorithm 1's Euler step in t against the DDIM step in σ on the course's equal-t grid: σ̇(t)·Δt over
+    σ(t) − σ(t − Δt), the same for every step (σ is exponential). Above 1, each Euler step removes that many times
+    more predicted noise than the σ it descends: 5Δt/(1 − e^{−5Δt}), 1.58 at T = 5."""
+    dt = 1.0 / check_steps(steps)
+    t = torch.tensor(1.0, dtype=torch.float64)
+    return float(sigma_dot(t) * dt / (sigma(t) - sigma(t - dt)))
+
+
 def mean_quality(model: nn.Module, sampler: str | dict, steps: int, n: int = 1000, seeds=range(5)) -> dict[str, float]:
     """`square_quality` averaged over seeds: one sample of `n` points per seed."""
     rows = [square_quality(generate(model, n, steps, sampler, seed=s), s) for s in seeds]
