@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .gpt import GPT
+from .gpt import GPT, token_logprobs
 
 
 def encode_prompt(encoding, text: str) -> torch.Tensor:
@@ -23,7 +23,9 @@ def invert(model: GPT, target: torch.Tensor, steps: int = 300, lr: float = 0.1, 
     The vectors replace the token embeddings (positions are still added); loss = Σ_i CE(logits_i, target_i)/T,
     optimised with Adam from the mean token embedding plus small noise. Returns the vectors, the loss and
     the number of positions right at each step, and `exact_step`: the first step count after which the argmax
-    at every position equals the target (None if never).
+    at every position equals the target (None if never). Also, per position at the end: the nearest token by
+    cosine similarity and that similarity, the cosine to the target token's own embedding (and the start's), and
+    the probability the model gives the target.
     """
     target = torch.as_tensor(target, dtype=torch.long).flatten()
     model.check_ids(target[None])
@@ -35,6 +37,7 @@ def invert(model: GPT, target: torch.Tensor, steps: int = 300, lr: float = 0.1, 
     g = torch.Generator().manual_seed(seed)
     mean = model.wte.weight.detach().mean(0)
     emb = (mean + 0.02 * torch.randn(len(target), mean.numel(), generator=g))[None].requires_grad_(True)  # (1, T, C)
+    start = emb.detach()[0].clone()
     opt = torch.optim.Adam([emb], lr=lr)
     losses, correct, exact_step = [], [], None
     try:
@@ -58,9 +61,15 @@ def invert(model: GPT, target: torch.Tensor, steps: int = 300, lr: float = 0.1, 
             p.requires_grad_(True)
     with torch.no_grad():
         logits, _ = model.forward_embeddings(emb)
-        nearest = F.cosine_similarity(emb[0, :, None, :], model.wte.weight[None], dim=-1).argmax(-1)
-    return {"embeddings": emb.detach()[0], "losses": losses, "correct": correct, "exact_step": exact_step,
-            "prediction": logits[0].argmax(-1), "nearest_tokens": nearest}
+        cos = F.cosine_similarity(emb[0, :, None, :], model.wte.weight[None], dim=-1)         # (T, vocab)
+        start_cos = F.cosine_similarity(start, model.wte.weight[target], dim=-1)
+        nearest_cos, nearest = cos.max(-1)
+        probs = F.softmax(logits[0].double(), dim=-1)
+    positions = torch.arange(len(target))
+    return {"embeddings": emb.detach()[0], "start": start, "losses": losses, "correct": correct,
+            "exact_step": exact_step, "prediction": logits[0].argmax(-1), "nearest_tokens": nearest,
+            "nearest_cosine": nearest_cos, "target_cosine": cos[positions, target], "start_target_cosine": start_cos,
+            "target_prob": probs[positions, target]}
 
 
 def word_index(encoding, ids) -> list[int]:
@@ -104,3 +113,91 @@ def attention_from(model: GPT, ids: torch.Tensor, query: int, layer: int) -> tor
         raise ValueError(f"layer must be an integer in 0..{n_layer - 1} (or -1 for the last), got {layer!r}")
     maps = model.attention_maps(ids[None, : query + 1])
     return maps[layer][0, :, query, :].mean(0)                                 # (query + 1,)
+
+
+def show_token(piece: str) -> str:
+    """A token as a label: a newline shows as ⏎ (an empty-looking label otherwise), a lone space as ␣."""
+    return piece.replace("\n", "⏎") if piece.strip() or "\n" in piece else piece.replace(" ", "␣")
+
+
+def pair_count(tokens: torch.Tensor, first: int, second: int) -> int:
+    """How often token `second` directly follows token `first` in `tokens` (a bigram count)."""
+    tokens = torch.as_tensor(tokens).flatten()
+    return int(((tokens[:-1] == first) & (tokens[1:] == second)).sum())
+
+
+@torch.no_grad()
+def next_token_logprob(model: GPT, ids: torch.Tensor, query: int, knock_out=(), layers=None) -> float:
+    """log p(ids[query + 1] | ids[:query + 1]), with the attention of position `query` to the positions in
+    `knock_out` removed in `layers` (all by default): their scores are set to −∞ before the softmax, so the query's
+    remaining attention renormalises. Only the query's row changes; other positions still see every token."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    if not 0 <= query < len(ids) - 1:
+        raise ValueError(f"query {query} must have a next token among the {len(ids)} tokens")
+    knock_out = [int(k) for k in knock_out]
+    if any(not 0 <= k <= query for k in knock_out):
+        raise ValueError(f"knocked-out positions {knock_out} must lie in 0..{query} (what the query sees)")
+    layers = range(model.config.n_layer) if layers is None else [l % model.config.n_layer for l in layers]
+    model.eval()
+    x_ids = model.check_ids(ids[None, : query + 1])
+    x = model.wte(x_ids) + model.wpe(torch.arange(query + 1))
+    for i, block in enumerate(model.h):
+        attn = block.attn
+        q, k, v = attn._qkv(block.ln_1(x))
+        att = (q @ k.transpose(-2, -1)) / k.shape[-1] ** 0.5
+        att = att.masked_fill(~attn.mask[:, :, : query + 1, : query + 1], float("-inf"))
+        if i in layers and knock_out:
+            att[:, :, query, knock_out] = float("-inf")
+        y = (F.softmax(att, dim=-1) @ v).transpose(1, 2).reshape(x.shape)
+        x = x + attn.c_proj(y)
+        x = x + block.mlp(block.ln_2(x))
+    logits = model.lm_head(model.ln_f(x[0, query]))
+    return float(F.log_softmax(logits.double(), dim=-1)[ids[query + 1]])
+
+
+def attention_knockout(model: GPT, ids: torch.Tensor, query: int, layers=None) -> torch.Tensor:
+    """For each position j ≤ query (not the query itself: NaN there), the change in log p(ids[query + 1]) when the
+    query's attention to j is removed in `layers` (`next_token_logprob`). Negative: j's attention helped."""
+    base = next_token_logprob(model, ids, query)
+    return torch.tensor([float("nan") if j == query else next_token_logprob(model, ids, query, [j], layers) - base
+                         for j in range(query + 1)])
+
+
+def sample_until(model: GPT, encoding, ids: torch.Tensor, stops: str = ".!?", max_new_tokens: int = 60,
+                 temperature: float = 1.0, generator=None) -> tuple[torch.Tensor, bool]:
+    """Continue `ids` token by token (full distribution at `temperature`) until a token whose text holds one of
+    `stops` (a sentence end) is drawn; returns the ids and whether a stop came within `max_new_tokens`."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()[None]
+    for _ in range(max_new_tokens):
+        ids = model.generate(ids, 1, temperature=temperature, generator=generator)
+        if any(c in encoding.decode([int(ids[0, -1])]) for c in stops):
+            return ids[0], True
+    return ids[0], False
+
+
+def sample_logprobs(model: GPT, ids: torch.Tensor, n_samples: int, n_tokens: int, generator=None) -> torch.Tensor:
+    """Draw `n_samples` continuations of `n_tokens` tokens after `ids` from the model (temperature 1, no top-k) and
+    return the model's log-probability of each drawn token, (n_samples, n_tokens): minus their mean estimates the
+    entropy of the model's own next-token distribution along its samples."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    drawn = model.generate(ids[None].repeat(n_samples, 1), n_tokens, generator=generator)
+    return torch.stack([token_logprobs(model, row)[len(ids) - 1:] for row in drawn])
+
+
+@torch.no_grad()
+def sampled_token_odds(model: GPT, ids: torch.Tensor, position: int, temperature: float = 1.0,
+                       top_k: int | None = None) -> dict:
+    """How token ids[position] stood when it was drawn from the prefix ids[:position]: its probability under the
+    model ('p'), under the sampling rule that drew it (temperature, top-k: 'p_sampling', 0 if outside the top k),
+    and its rank among all tokens ('rank', 1 = the most likely)."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    if not 1 <= position < len(ids):
+        raise ValueError(f"position {position} must lie in 1..{len(ids) - 1} (it needs a prefix)")
+    logits = model.last_logits(ids[None, max(0, position - model.config.block_size):position])[0].double()
+    tok = ids[position]
+    scaled = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(scaled, min(top_k, len(scaled))).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    return {"p": float(F.softmax(logits, -1)[tok]), "p_sampling": float(F.softmax(scaled, -1)[tok]),
+            "rank": int((logits > logits[tok]).sum()) + 1}

@@ -192,3 +192,50 @@ def load_model(checkpoint: str | Path, best: bool = True) -> GPT:
     model = GPT(GPTConfig(**state["config"]))
     model.load_state_dict(state["best_model"] if best and state["best_model"] is not None else state["model"])
     return model.eval()
+
+
+def start_losses(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg: TrainConfig) -> tuple:
+    """The two numbers `train` records at each evaluation (training loss on cfg.eval_batches seeded batches,
+    exact validation loss), measured on the model as it is: called before `train`, the losses at step 0."""
+    device = next(model.parameters()).device
+    bf16 = bf16_fast(device) if cfg.bf16 is None else cfg.bf16
+    return (evaluate(model, train_tokens, cfg.eval_batches, cfg.batch_size, bf16),
+            evaluate(model, val_tokens, None, cfg.batch_size, bf16))
+
+
+def slice_losses(model: GPT, tokens: torch.Tensor, n_slices: int = 20, batch_size: int = 32) -> list[float]:
+    """The exact loss (`evaluate`) on each of `n_slices` consecutive equal slices of `tokens`: slice k is
+    tokens[⌊k·n/n_slices⌋ : ⌊(k+1)·n/n_slices⌋], the same cuts as `split_tokens` at multiples of 1/n_slices."""
+    n = len(tokens)
+    return [evaluate(model, tokens[int(n * k / n_slices): int(n * (k + 1) / n_slices)], None, batch_size)
+            for k in range(n_slices)]
+
+
+def ngram_loss(train_tokens: torch.Tensor, eval_tokens: torch.Tensor, vocab_size: int, alpha: float = 0.01,
+               lam: float = 0.0) -> float:
+    """Mean −log p(x_i | x_{i−1}) over eval_tokens[1:] of a count model fitted on `train_tokens`:
+    p = lam · c(x_{i−1}, x_i)/c(x_{i−1}) + (1 − lam) · (c(x_i) + alpha)/(N + alpha · vocab_size).
+    lam = 0 is the add-alpha unigram model; a previous token never seen in training falls back to the unigram."""
+    if not 0 <= lam < 1 or alpha <= 0:
+        raise ValueError(f"need 0 <= lam < 1 and alpha > 0, got lam={lam}, alpha={alpha}")
+    train = torch.as_tensor(train_tokens).long().flatten()
+    ev = torch.as_tensor(eval_tokens).long().flatten()
+    uni = torch.bincount(train, minlength=vocab_size).double()
+    p_uni = (uni[ev[1:]] + alpha) / (len(train) + alpha * vocab_size)
+    keys, counts = torch.unique(train[:-1] * vocab_size + train[1:], return_counts=True)
+    query = ev[:-1] * vocab_size + ev[1:]
+    at = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
+    pair = torch.where(keys[at] == query, counts[at], 0).double()
+    prev = torch.bincount(train[:-1], minlength=vocab_size).double()[ev[:-1]]
+    p_bi = torch.where(prev > 0, pair / prev.clamp(min=1), p_uni)
+    return float(-torch.log(lam * p_bi + (1 - lam) * p_uni).mean())
+
+
+def fit_ngram(train_tokens: torch.Tensor, select_tokens: torch.Tensor, vocab_size: int) -> dict:
+    """`ngram_loss`'s alpha (unigram) and then lam (bigram) chosen from small grids by the loss on `select_tokens`:
+    {'alpha', 'lam', 'unigram', 'bigram'} with the two selection losses."""
+    alphas, lams = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0), tuple(i / 20 for i in range(1, 20))
+    alpha = min(alphas, key=lambda a: ngram_loss(train_tokens, select_tokens, vocab_size, a))
+    lam = min(lams, key=lambda l: ngram_loss(train_tokens, select_tokens, vocab_size, alpha, l))
+    return {"alpha": alpha, "lam": lam, "unigram": ngram_loss(train_tokens, select_tokens, vocab_size, alpha),
+            "bigram": ngram_loss(train_tokens, select_tokens, vocab_size, alpha, lam)}

@@ -61,10 +61,13 @@ def scatter2d(ax, points, c=None, title: str | None = None, lim: float | None = 
 
 
 def colored_tokens(ax, tokens: list[str], scores, cmap: str = "Reds", width: int = 60, highlight: int | None = None,
-                   vmax: float | None = None, fontsize: int = 12):
+                   vmax: float | None = None, fontsize: int = 12, values: str | None = None):
     """Draw `tokens` as text whose background colour is its score (monospace, wrapped at `width` characters).
 
-    `highlight` outlines one token (e.g. the query). Returns the colour-mapping ScalarMappable for a colorbar.
+    `highlight` outlines one token (e.g. the query). `values`, a format such as ".2f", writes each score under its
+    token (a leading "0" dropped: .12). Each token starts where the drawn previous one ends (measured), so the axes
+    must have their final size when this is called (a colorbar gets its own axes: `fig.colorbar(..., cax=...)`).
+    Returns the colour-mapping ScalarMappable for a colorbar.
     """
     scores = np.asarray(scores, dtype=float)
     if len(scores) != len(tokens):
@@ -72,19 +75,36 @@ def colored_tokens(ax, tokens: list[str], scores, cmap: str = "Reds", width: int
     norm = mpl.colors.Normalize(vmin=0.0, vmax=vmax or max(scores.max(), 1e-12))
     colours = plt.get_cmap(cmap)
     ax.set_axis_off()
-    col, row = 0, 0
-    for i, (tok, score) in enumerate(zip(tokens, scores)):
-        text = tok.replace("\n", "⏎")
+    texts = [tok.replace("\n", "⏎") for tok in tokens]
+    rows, col, row = [], 0, 0
+    for text in texts:                                                            # wrap by characters
         if col + len(text) > width and col > 0:
             col, row = 0, row + 1
+        rows.append(row)
+        col += len(text)
+    step = 2.9 if values else 1.9                                                  # line height, in text rows
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(-row * step - (2.0 if values else 1.2), 1.2)
+    renderer = ax.figure.canvas.get_renderer()
+    to_data = ax.transData.inverted()
+    x, last_row = 0.0, 0
+    for i, (text, score, row) in enumerate(zip(texts, scores, rows)):
+        if row != last_row:
+            x, last_row = 0.0, row
         fc = colours(norm(score))
         dark = 0.299 * fc[0] + 0.587 * fc[1] + 0.114 * fc[2] < 0.5                # luma of the background
-        ax.text(col, -row * 1.9, text, family="monospace", fontsize=fontsize, va="center", ha="left",
-                color="white" if dark else "black",
-                bbox=dict(boxstyle="square,pad=0.15", fc=fc, ec="k" if i == highlight else "none", lw=1.5))
-        col += len(text)
-    ax.set_xlim(-0.5, width + 0.5)
-    ax.set_ylim(-row * 1.9 - 1.2, 1.2)
+        drawn = ax.text(x, -row * step, text, family="monospace", fontsize=fontsize, va="center", ha="left",
+                        color="white" if dark else "black",
+                        bbox=dict(boxstyle="square,pad=0.15", fc=fc, ec="k" if i == highlight else "none", lw=1.5))
+        box = drawn.get_window_extent(renderer)
+        left, right = (to_data.transform((px, 0))[0] for px in (box.x0, box.x1))
+        if values:
+            lead = (len(text) - len(text.lstrip())) / max(len(text), 1)            # a leading space: centre the word
+            label = format(score, values)
+            label = label[1:] if label.startswith("0.") else label
+            ax.text(left + (right - left) * (1 + lead) / 2, -row * step - 1.25, label, family="monospace",
+                    fontsize=fontsize * 0.72, va="center", ha="center", color="0.2")
+        x = right + 0.35 * (right - left) / max(len(text), 1)                    # a third of a character apart
     return mpl.cm.ScalarMappable(norm=norm, cmap=colours)
 
 
