@@ -224,6 +224,21 @@ def edge_fill(samples: torch.Tensor, width: float = 0.1) -> dict[str, float]:
     return out
 
 
+def class_energy_distances(samples, cls, data, labels, seed: int = 0) -> list[tuple[float, float]]:
+    """Per class k: (energy distance between class k's samples and half of class k's data, energy distance between
+    the two halves of class k's data). The second is what two draws of the same distribution give at these sizes,
+    the chance level the first is compared with. Each set is cut to the size of the smallest of the three."""
+    samples, data = check_points(samples, "samples"), check_points(data, "data")
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for k in range(int(labels.max()) + 1):
+        own, mine = data[labels == k], samples[cls == k]
+        own = own[torch.randperm(len(own), generator=g)]
+        n = min(len(own) // 2, len(mine))
+        out.append((energy_distance(mine[:n], own[:n]), energy_distance(own[n:2 * n], own[:n])))
+    return out
+
+
 def euler_step_ratio(steps: int) -> float:
     """Algorithm 1's Euler step in t against the DDIM step in σ on the course's equal-t grid: σ̇(t)·Δt over
     σ(t) − σ(t − Δt), the same for every step (σ is exponential). Above 1, each Euler step removes that many times

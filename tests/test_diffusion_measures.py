@@ -90,3 +90,14 @@ def test_region_border_distance():
     got = diffusion.region_border_distance(x, 0.5)
     want = torch.tensor([0.5, 0.0, (0.3 ** 2 + 0.45 ** 2) ** 0.5 - 0.5, 2 ** 0.5 * 0.9 - 0.5, 0.2])
     assert torch.allclose(got, want, atol=1e-6), got
+
+
+def test_class_energy_distances_separate_a_shifted_class():
+    g = torch.Generator().manual_seed(0)
+    data = torch.rand(2000, 2, generator=g) * 2 - 1
+    labels = (data[:, 0] > 0).long()
+    samples = torch.rand(2000, 2, generator=g) * 2 - 1
+    cls = (samples[:, 0] > 0).long()
+    samples[cls == 1] += torch.tensor([0.5, 0.0])            # class 1 drawn in the wrong place
+    (ed0, floor0), (ed1, floor1) = sampling.class_energy_distances(samples, cls, data, labels)
+    assert ed0 < 4 * floor0 and ed1 > 10 * floor1, (ed0, floor0, ed1, floor1)
