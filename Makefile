@@ -51,9 +51,11 @@ figures: venv
 check-answers: venv
 	$(PY) -m helpers.answers $(foreach nb,$(CHECKED),$(EXECUTED)/$(nb).ipynb)
 
-# The notebooks `make figures` executed, as a static HTML site in build/book/ (index + one page per notebook).
+# The notebooks `make figures` executed, as a book in build/book/ (open build/book/index.html): Sphinx + MyST-NB with
+# sphinx-book-theme (configuration in book/, contents in book/book.toml), offline, MathJax from a local copy. It
+# executes nothing and refuses stale copies; `python scripts/check_book_in_browser.py` then checks it in Chromium.
 book: venv
-	$(PY) -m helpers.book $(EXECUTED) --out build/book
+	$(PY) -m tools.book $(EXECUTED) --out build/book
 
 # Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: 81 epochs, about 6 hours on 2 cores).
 weights: venv data

@@ -1,86 +1,174 @@
-"""The HTML book: built from small notebooks executed here, then checked for pages, links, images and errors."""
-import nbclient
+"""The book (tools.book): its sources assembled from small executed notebooks made here (no kernel, no Sphinx),
+what it refuses, and the site check on a hand-written site. The Sphinx build itself is covered by `make book` and
+scripts/check_book_in_browser.py (`--fixture` builds tests/data/book, whose maths must render); the last test reads
+the built book when there is one."""
+import json
+import os
+import sys
+from pathlib import Path
+
 import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from helpers import book
+from helpers import setup
 
-CELLS = {
-    "01_diffusion": ["## Q1 · Points\n**Answer.** The figure shows a line.",
-                     "import sys\nfor i in range(100):\n    print('step', i)\nsys.stderr.write('started\\r' + 'half' + 'way\\r' + 'all ' + 'done\\n')",
-                     "import matplotlib.pyplot as plt\nplt.figure(figsize=(2, 2))\nplt.plot([0, 1])\nplt.show()"],
-    "03_vicreg": ["## Q1 · Probe\n**Answer.** Printed below.", "print('probe accuracy 0.5')"],
-}
+sys.path.insert(0, str(setup.repo_root()))  # `tools` is run from the repository root (python -m tools.book)
+from tools import book  # noqa: E402
+
+TOC = {"chapters": [{"name": "01_diffusion", "title": "Diffusion in 2-D", "blurb": "Points."},
+                    {"name": "02_gpt_alice", "title": "GPT on Alice", "blurb": "Text."},
+                    {"name": "03_vicreg", "title": "VICReg", "blurb": "Images."}],
+       "pages": {"caption": "Engineering records", "globs": ["docs/*.md"]}}
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
-def executed(folder, name, cells):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) if not c.startswith("##")
-                                         else nbformat.v4.new_markdown_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=120, allow_errors=True).execute()
+def executed(folder: Path, name: str, title: bool = True) -> nbformat.NotebookNode:
+    """An 'executed' notebook written by hand: questions, a progress bar, a long output, a widget and a figure."""
+    widgets = {"application/vnd.jupyter.widget-state+json": {"state": {
+        "box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_left", "IPY_MODEL_bar", "IPY_MODEL_right"]}},
+        "left": {"model_name": "HTMLModel", "state": {"value": "training: 100%"}},
+        "bar": {"model_name": "FloatProgressModel", "state": {"value": 30, "max": 30}},
+        "right": {"model_name": "HTMLModel", "state": {"value": " 30/30 [00:01&lt;00:00, 25.0it/s]"}}}}}
+    cells = ([new_markdown_cell(f"# {name} · a chapter")] if title else []) + [
+        new_markdown_cell("## Q1 · Points\n**Answer.** The figure shows a line, $x^2$."),
+        new_code_cell("run()", outputs=[
+            new_output("stream", name="stderr", text="started\rhalfway\rall done\n"),
+            new_output("stream", name="stdout", text="\n".join(f"step {i}" for i in range(100))),
+            new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "box"},
+                                             "text/plain": "training:   0%|          | 0/30"}),
+            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})]),
+        new_markdown_cell("## Q2 · Bonus\nText.\n### a sub-point"),
+    ]
+    nb = new_notebook(cells=cells, metadata={"widgets": widgets})
     nbformat.write(nb, folder / f"{name}.ipynb")
+    return nb
 
 
-@pytest.fixture(scope="module")
-def notebooks(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("executed")
-    for name, cells in CELLS.items():
-        executed(folder, name, cells)
+@pytest.fixture
+def notebooks(tmp_path):
+    folder = tmp_path / "executed"
+    folder.mkdir()
+    executed(folder, "01_diffusion")
+    executed(folder, "03_vicreg", title=False)
     return folder
 
 
-def test_book_has_every_page_linked_and_readable(notebooks, tmp_path):
+def test_sources_list_every_chapter_and_docs_page(notebooks, tmp_path):
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "timings.md").write_text("# Timings\n")
+    (root / "docs" / "notes.txt").write_text("not markdown")
     metrics = {"03_vicreg": {"probe_acc_vicreg": 0.7123, "auc_vicreg": 0.91, "profile": "default", "date": "2026-11-28"}}
-    pages = book.build(notebooks, tmp_path, metrics)
-    assert [p.name for p in pages] == ["index.html", "01_diffusion.html", "03_vicreg.html"]
-    assert book.check_site(tmp_path) == []
-    index = (tmp_path / "index.html").read_text()
-    assert "linear probe <strong>71.2%</strong>" in index and "anomaly AUC (MNIST) <strong>0.910</strong>" in index
-    assert "no recorded metrics yet" in index  # chapter 01 has none in `metrics`
-    assert book.headline("02_gpt_alice", {"02_gpt_alice": {"inversion_exact": True, "val_perplexity": 1.0}}) == \
-        "validation perplexity **1.0**; inversion recovers the sentence exactly **yes**"
-    first = (tmp_path / "01_diffusion.html").read_text()
-    assert "<h1" in first and "1 · Diffusion in 2-D" in first         # an untitled notebook gets the chapter's title
-    assert 'href="03_vicreg.html"' in first and 'href="index.html"' in first
-    assert "data:image/png;base64," in first                       # the figure travels inside the page
-    assert "step 11" in first and "step 50" not in first and "step 99" in first and "lines trimmed" in first
-    assert "all done" in first and "halfway" not in first            # a progress bar shows its last state only
-    assert 'href="01_diffusion.html"' in (tmp_path / "03_vicreg.html").read_text()
+    src = tmp_path / "src"
+    documents = book.assemble(notebooks, src, metrics, TOC, root)
+    assert documents == ["index", "01_diffusion", "03_vicreg", "docs/timings"]   # 02 was not executed: left out
+    index = (src / "index.md").read_text()
+    chapters = index.split(":caption: Chapters")[1].split("```")[0].split()
+    assert chapters == [":maxdepth:", "2", "01_diffusion", "03_vicreg"]
+    assert ":caption: Engineering records" in index and "\ndocs/timings\n" in index
+    assert "[VICReg](03_vicreg.ipynb)" in index and "linear probe **71.2%**; anomaly AUC (MNIST) **0.910**" in index
+    assert "no recorded metrics yet" in index                      # chapter 01 has none in `metrics`
+    for name in ("01_diffusion", "03_vicreg"):                      # each question is a `## ` heading of its page
+        assert book.questions(nbformat.read(src / f"{name}.ipynb", as_version=4)) == ["Q1 · Points", "Q2 · Bonus"]
+    untitled = nbformat.read(src / "03_vicreg.ipynb", as_version=4)
+    assert untitled.cells[0].source == "# VICReg"                   # an untitled notebook gets the chapter's title
+    assert (src / "docs" / "timings.md").read_text() == "# Timings\n" and not (src / "docs" / "notes.txt").exists()
 
 
-def test_check_site_finds_what_a_reader_would_trip_over(notebooks, tmp_path):
-    book.build(notebooks, tmp_path, {})
-    (tmp_path / "03_vicreg.html").unlink()
-    problems = book.check_site(tmp_path, chapters=["01_diffusion", "03_vicreg"])
-    assert "03_vicreg.html: missing" in problems
-    assert "01_diffusion.html: link to missing 03_vicreg.html" in problems
-    page = tmp_path / "01_diffusion.html"
-    page.write_text(page.read_text().replace('src="data:image/png;base64,', 'src="figures/gone.png#', 1)
-                    .replace('href="index.html"', 'href="contents.html"'))
-    problems = book.check_site(tmp_path, chapters=["01_diffusion"])
-    assert any("broken image 'figures/gone.png#" in p for p in problems), problems
-    assert "01_diffusion.html: link to missing contents.html" in problems
-    assert "01_diffusion.html: no link back to the contents" in problems
+def test_a_second_assembly_keeps_unchanged_files_and_drops_pages_that_left(notebooks, tmp_path):
+    src = tmp_path / "src"
+    book.assemble(notebooks, src, {}, TOC, tmp_path)
+    os.utime(src / "01_diffusion.ipynb", (1, 1))
+    (notebooks / "03_vicreg.ipynb").unlink()
+    assert book.assemble(notebooks, src, {}, TOC, tmp_path) == ["index", "01_diffusion"]
+    assert (src / "01_diffusion.ipynb").stat().st_mtime == 1      # unchanged: Sphinx need not read it again
+    assert not (src / "03_vicreg.ipynb").exists() and "03_vicreg" not in (src / "index.md").read_text()
 
 
-def test_cell_errors_are_reported(tmp_path):
-    folder = tmp_path / "executed"
-    folder.mkdir()
-    executed(folder, "02_gpt_alice", ["1 / 0"])
-    book.build(folder, tmp_path / "book", {})
-    assert book.check_site(tmp_path / "book") == [f"02_gpt_alice.html: a cell output shows an error ({book.ERROR_MARK})"]
+def test_outputs_are_made_readable(notebooks, tmp_path):
+    src = tmp_path / "src"
+    book.assemble(notebooks, src, {}, TOC, tmp_path)
+    nb = nbformat.read(src / "01_diffusion.ipynb", as_version=4)
+    stderr, stdout, widget, figure = nb.cells[2].outputs
+    assert stderr.text == "all done\n"                             # a progress bar shows its last state only
+    lines = stdout.text.split("\n")
+    assert lines[:2] == ["step 0", "step 1"] and "… 76 lines trimmed in the book …" in lines and lines[-1] == "step 99"
+    assert widget.data == {"text/plain": "training: 100% |██████████| 30/30 [00:01<00:00, 25.0it/s]"}
+    assert figure.data["image/png"] == PNG and "widgets" not in nb.metadata
+    assert book.trim_text("a\nb") == "a\nb" and book.collapse_progress("a\r b\r c\nd") == " c\nd"
 
 
-def test_build_refuses_folders_without_executed_notebooks(tmp_path):
+def test_headlines_prefer_the_test_perplexity_and_fall_back_to_the_old_name():
+    assert book.headline("02_gpt_alice", {"02_gpt_alice": {"inversion_exact": True, "val_perplexity": 9.04}}) == \
+        "test perplexity **9.0**; inversion recovers the sentence exactly **yes**"
+    both = {"02_gpt_alice": {"test_perplexity": 7.0, "val_perplexity": 9.0, "profile": "smoke", "date": "d"}}
+    assert book.headline("02_gpt_alice", both) == "test perplexity **7.0**; profile `smoke`, d"
+
+
+def test_the_book_refuses_missing_stale_or_unexecuted_notebooks(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no executed notebook .* run `make figures` first"):
-        book.build(tmp_path, tmp_path / "book", {})
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), tmp_path / "03_vicreg.ipynb")
+        book.assemble(tmp_path, tmp_path / "src", {}, TOC, tmp_path)
+    nbformat.write(new_notebook(cells=[new_code_cell("1")]), tmp_path / "03_vicreg.ipynb")
     with pytest.raises(ValueError, match="has no outputs: it is not an executed notebook"):
-        book.build(tmp_path, tmp_path / "book", {})
+        book.assemble(tmp_path, tmp_path / "src", {}, TOC, tmp_path)
+    monkeypatch.setattr(book, "build", lambda *a, **k: pytest.fail("built from a stale notebook"))
+    with pytest.raises(ValueError, match="01_diffusion.ipynb does not exist: run `make figures` first"):
+        book.main([str(tmp_path), "--out", str(tmp_path / "book")])
+    for chapter in book.load_toc()["chapters"]:                  # copies of other versions of the notebooks
+        executed(tmp_path, chapter["name"])
+    with pytest.raises(ValueError, match="records no source digest"):
+        book.main([str(tmp_path), "--out", str(tmp_path / "book")])
 
 
-def test_trimming_keeps_short_outputs_and_both_ends_of_long_ones():
-    assert book.trim_text("a\nb") == "a\nb"
-    long = "\n".join(str(i) for i in range(100))
-    lines = book.trim_text(long, max_lines=10, keep=3).split("\n")
-    assert lines == ["0", "1", "2", "… 94 lines trimmed in the book …", "97", "98", "99"]
-    assert book.collapse_progress("a\r b\r c\nd") == " c\nd"
+def test_the_committed_contents_name_every_notebook():
+    toc = book.load_toc()
+    names = [c["name"] for c in toc["chapters"]]
+    assert names == sorted(p.stem for p in (setup.repo_root() / "notebooks").glob("*.ipynb"))
+    assert set(book.HEADLINES) <= set(names) and "docs/*.md" in toc["pages"]["globs"]
+
+
+def page(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<html><head><script src='_static/x.js'></script></head><body>{body}</body></html>")
+
+
+def test_check_site_finds_what_a_reader_would_trip_over(tmp_path):
+    page(tmp_path / "index.html", "<a href='a.html#q1'>Q1</a><a href='https://example.org'>out</a>"
+                                  "<img src='_images/f.png'><a href='#top' id='top'>top</a>")
+    page(tmp_path / "a.html", "<h2 id='q1'>Q1</h2><a href='index.html'>contents</a>")
+    (tmp_path / "_images").mkdir()
+    (tmp_path / "_images" / "f.png").write_bytes(b"png")
+    (tmp_path / "search.html").write_text("search")
+    (tmp_path / "searchindex.js").write_text("index")
+    assert book.check_site(tmp_path, ["index", "a"]) == []
+    page(tmp_path / "a.html", f"<a href='index.html#q9'>gone</a><a href='b.html'>b</a><img src='_images/g.png'>"
+                              f"<pre>{book.ERROR_MARK}</pre><link rel='stylesheet' href='https://cdn.example/m.css'>")
+    (tmp_path / "searchindex.js").unlink()
+    assert book.check_site(tmp_path, ["index", "a", "c"]) == [
+        "index.html: link to missing anchor a.html#q1",
+        "a.html: link to missing anchor index.html#q9", "a.html: link to missing b.html",
+        "a.html: broken image '_images/g.png'", "a.html: fetches https://cdn.example/m.css from the network",
+        f"a.html: a cell output shows an error ({book.ERROR_MARK})", "c.html: missing",
+        "search.html or searchindex.js: missing"]
+
+
+BUILT = setup.repo_root() / "build" / "book"
+
+
+@pytest.mark.skipif(not (BUILT / "index.html").is_file(), reason="needs the built book (make book)")
+def test_the_built_book_has_every_question_in_its_sidebar_and_no_remote_asset():
+    executed_dir = setup.repo_root() / "build" / "executed"
+    index = (BUILT / "index.html").read_text(encoding="utf-8")
+    nav = index.split('aria-label="Main"')[1].split("</nav>")[0]
+    for chapter in book.load_toc()["chapters"]:
+        if not (BUILT / f"{chapter['name']}.html").is_file():
+            continue
+        assert f'href="{chapter["name"]}.html"' in nav
+        for question in book.questions(nbformat.from_dict(json.loads(
+                (executed_dir / f"{chapter['name']}.ipynb").read_text(encoding="utf-8")))):
+            label = question.replace("`", "").replace("*", "")
+            assert label.replace("&", "&amp;") in nav.replace("<em>", "").replace("</em>", ""), question
+    assert (BUILT / "_static" / "mathjax" / "MathJax.js").is_file()
+    assert book.check_site(BUILT, ["index"]) == [] and "https://" not in json.dumps(
+        [line for line in index.splitlines() if "<script" in line or "<link" in line])
