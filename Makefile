@@ -55,9 +55,10 @@ check-answers: venv
 book: venv
 	$(PY) -m helpers.book $(EXECUTED) --out build/book
 
-# Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: 81 epochs, about 6 hours on 2 cores).
+# Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: 81 epochs, about 6 hours
+# on 2 cores). An interrupted run resumes from its last epoch (data/checkpoints/); `make weights FRESH=1` starts over.
 weights: venv data
-	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.vicreg_models --retrain
+	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.vicreg_models --retrain $(if $(filter 1,$(FRESH)),--fresh)
 
 # The speed benchmarks (minutes); the recipe ranking and the accuracy curve (hours) are run by hand, see the README.
 benchmarks: venv
