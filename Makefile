@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
-SHARED_DATA := ../shared/data/provision.py
+# An offline copy of the data sets: a folder with a `provision.py` that writes them into the data folder (this
+# repository's CI keeps one in ../shared/data). Without one, the loaders download what they need on first use.
+OFFLINE_DATA ?= ../shared/data
 
 .PHONY: venv data lab test figures check-answers book weights benchmarks clean-notebooks
 
@@ -17,10 +19,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Offline copy of the data sets, where this machine has one (see README, "Data").
+# Provisions the data folder (AML_DATA_DIR, default data/) from the offline copy OFFLINE_DATA, where there is one.
 data: venv
-	@if [ -f $(SHARED_DATA) ]; then $(PY) $(SHARED_DATA) $${AML_DATA_DIR:-data}; \
-	else echo "no $(SHARED_DATA): the loaders will download what they need"; fi
+	@if [ -f "$(OFFLINE_DATA)/provision.py" ]; then $(PY) "$(OFFLINE_DATA)/provision.py" $${AML_DATA_DIR:-data}; \
+	else echo "no offline copy in $(OFFLINE_DATA) (set OFFLINE_DATA=<folder with provision.py>): the notebooks download the data on first use (about 200 MB)"; fi
 
 # JupyterLab from the project's environment: the notebooks' `python3` kernel resolves to .venv's Python (the
 # environment's kernel specs come first), and the kernel inherits AML_PROFILE and AML_DATA_DIR from this shell.
@@ -57,9 +59,10 @@ check-answers: venv
 book: venv
 	$(PY) -m tools.book $(EXECUTED) --out build/book
 
-# Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: 81 epochs, about 6 hours on 2 cores).
+# Retrains notebook 03's three VICReg models and rewrites data/weights/*_<profile>.pt (default: 81 epochs, about 6 hours
+# on 2 cores). An interrupted run resumes from its last epoch (data/checkpoints/); `make weights FRESH=1` starts over.
 weights: venv data
-	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.vicreg_models --retrain
+	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.vicreg_models --retrain $(if $(filter 1,$(FRESH)),--fresh)
 
 # The speed benchmarks (minutes); the recipe ranking and the accuracy curve (hours) are run by hand, see the README.
 benchmarks: venv

@@ -14,8 +14,16 @@ from pathlib import Path
 
 # The distributions `helpers` and the notebooks import (requirements.txt pins them, with the tools around them).
 RUNTIME = ("torch", "numpy", "matplotlib", "seaborn", "scikit-learn", "scipy", "tiktoken", "tqdm", "pillow")
-FIX = "Fix: from the repository root run `make lab` (JupyterLab in the project's environment), " \
-      "or `pip install -r requirements.txt`, then restart the kernel."
+
+
+def fix(missing: list[str]) -> str:
+    """How to get `missing` (pinned requirements, e.g. ``torch==2.13.0``): a line to paste into a notebook cell,
+    which installs into the kernel's own Python wherever the notebook was opened, or `make lab`."""
+    root = Path(__file__).resolve().parent.parent
+    torch_cpu = " --extra-index-url https://download.pytorch.org/whl/cpu" if any(
+        m.startswith("torch") for m in missing) and sys.platform.startswith("linux") else ""
+    return (f"Fix: run `%pip install{torch_cpu} {' '.join(missing)}` in a cell of this notebook, then restart the "
+            f"kernel; or, from the repository root ({root}), run `make lab` (JupyterLab in the project's environment)")
 
 
 def requirements_file() -> Path:
@@ -54,7 +62,7 @@ def require(names=RUNTIME) -> None:
         pinned = pins()
         listed = ", ".join(f"{name}=={pinned[name]}" if name in pinned else name for name in missing)
         raise ModuleNotFoundError(f"this Python ({_python()}) lacks {len(missing)} package(s) the workbook needs: "
-                                  f"{listed}. {FIX}", name=missing[0])
+                                  f"{listed}. {fix(listed.split(', '))}", name=missing[0])
 
 
 def version_mismatches(names=RUNTIME, pinned: dict[str, str] | None = None) -> list[str]:

@@ -149,9 +149,27 @@ def roc(normal_scores, anomaly_scores) -> dict:
     return {"fpr": fpr, "tpr": tpr, "auc": float(roc_auc_score(labels, scores))}
 
 
+def checked_features(features, method: str, min_rows: int = 2) -> np.ndarray:
+    """`features` as a float32 (N, d) array, or a ValueError naming `method` when they cannot be embedded or
+    clustered: not 2-D, fewer than `min_rows` rows, NaN/infinite values, or every row the same (a collapsed
+    representation, or an all-zero cache: scikit-learn's t-SNE crashes the kernel on it)."""
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2 or len(x) < min_rows:
+        raise ValueError(f"{method} needs (N, d) features with N ≥ {min_rows}, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{method}: {int((~np.isfinite(x)).sum())} feature values are NaN or infinite; "
+                         "recompute the features (a diverged encoder or a damaged cache)")
+    if (x.max(0) == x.min(0)).all():
+        raise ValueError(f"{method}: all {len(x)} rows are identical, a collapsed representation (or all-zero "
+                         "features): there is nothing to embed or cluster. Check the encoder (e.g. its variance "
+                         "term) or delete the feature cache")
+    return x
+
+
 def kmeans(features, n_clusters: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """K-means (scikit-learn, k-means++ with 10 restarts): cluster labels (N,) and centres (n_clusters, d)."""
-    km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(np.asarray(features, dtype=np.float32))
+    x = checked_features(features, "k-means", min_rows=n_clusters)
+    km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(x)
     return km.labels_, km.cluster_centers_
 
 
@@ -174,15 +192,13 @@ def silhouette(features, labels, sample: int | None = None, seed: int = 0) -> fl
 def tsne(features, seed: int = 0) -> np.ndarray:
     """t-SNE to 2-D (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut, PCA initialisation): (N, 2).
     Perplexity 30, or (N − 1)/3 for small sets."""
-    x = np.asarray(features, dtype=np.float32)
-    if x.ndim != 2 or len(x) < 4:
-        raise ValueError(f"t-SNE needs (N, d) features with N ≥ 4, got {x.shape}")
+    x = checked_features(features, "t-SNE", min_rows=4)
     return TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed).fit_transform(x)
 
 
 def pca(features, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Projection on the top principal components and the variance along every component (descending)."""
-    x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    x = torch.as_tensor(checked_features(features, "PCA"), dtype=torch.float64)
     x = x - x.mean(0)
     _, s, vt = torch.linalg.svd(x, full_matrices=False)
     return (x @ vt[:n_components].T).float().numpy(), (s ** 2 / (len(x) - 1)).numpy()

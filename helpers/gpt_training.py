@@ -1,6 +1,7 @@
 """Training a `GPT` on one text: token split, batches, AdamW with warm-up and cosine decay, checkpoints."""
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -118,12 +119,21 @@ def train_step(model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch
     return loss.item()
 
 
+def token_digest(tokens: torch.Tensor) -> str:
+    """``"<count>:<sha256 prefix>"`` of a token split: what a checkpoint was trained on, so that a checkpoint of
+    another text (or of another split of the same text) is never resumed or returned as this one's."""
+    values = tokens.detach().cpu().to(torch.int64).contiguous().numpy()
+    return f"{values.size}:{hashlib.sha256(values.tobytes()).hexdigest()[:16]}"
+
+
 def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg: TrainConfig,
           checkpoint: str | Path | None = None, resume: bool = True, progress: bool = True) -> dict:
     """Train `model`; every cfg.eval_every steps estimate the training loss and compute the validation loss.
 
-    The checkpoint (written atomically at every evaluation) holds the model config, the latest state (to
-    resume after an interruption) and the best-validation weights; at the end the model holds the best weights.
+    The checkpoint (written atomically at every evaluation) holds the model and training configs, the digests of
+    both token splits (`token_digest`), the latest state (to resume after an interruption) and the best-validation
+    weights; a checkpoint written for other settings or other tokens raises. At the end the model holds the best
+    weights.
     Returns the history: steps, train and validation losses, best step and loss, tokens/s.
     """
     for name in ("max_steps", "batch_size", "eval_every", "eval_batches"):
@@ -141,7 +151,10 @@ def train(model: GPT, train_tokens: torch.Tensor, val_tokens: torch.Tensor, cfg:
     history = {"step": [], "train_loss": [], "val_loss": [], "best_step": None, "best_val_loss": math.inf,
                "bf16": bf16, "seconds": 0.0}
     best_state, step = None, 0
-    expected = {"config": asdict(model.config), "train_config": asdict(cfg)}
+    expected = {"config": asdict(model.config), "train_config": asdict(cfg),
+                "data": {"train_tokens": token_digest(train_tokens), "val_tokens": token_digest(val_tokens)}}
+    if checkpoint:
+        storage.require_writable(Path(checkpoint).parent, "training writes a checkpoint there at every evaluation")
     state = restore(checkpoint if resume else None, expected, model, opt, g, device,
                     fix="delete it or pass resume=False")
     if state is not None:

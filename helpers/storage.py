@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import pickle
 import tempfile
@@ -91,6 +92,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def require_writable(folder: str | Path, why: str) -> Path:
+    """Create `folder` if needed and check that a file can be written in it (by writing and deleting one), so that
+    work that saves there stops before it starts, not after: a PermissionError naming the folder and `why`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable.", suffix=".part")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise PermissionError(f"{folder} must be writable: {why} ({err.strerror or err}). Fix: make it writable "
+                              "(chmod u+w, or remount), or point AML_DATA_DIR at a writable copy of the data "
+                              "folder") from None
+    return folder
+
+
 @contextlib.contextmanager
 def locked(path: str | Path):
     """Hold an exclusive advisory lock on ``.<name>.lock`` beside `path` (POSIX ``flock``) for a read-modify-write of
@@ -144,17 +161,19 @@ def save_checkpoint(path: str | Path, **state: Any) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    fix: str = "delete it and run again") -> dict:
+                    fix: str = "delete it and run again", data: bytes | None = None) -> dict:
     """A file written by `save_checkpoint`, read with ``weights_only=True``: a file that holds any other Python
     object (a planted ``__reduce__`` payload, say) is refused before anything in it runs. A damaged or foreign file
-    raises `CorruptFileError` naming the file, what is wrong and `fix`."""
+    raises `CorruptFileError` naming the file, what is wrong and `fix`. `data`: the file's bytes, already read
+    (and checked by the caller), so that what is loaded is exactly what was checked."""
     path = Path(path)
-    if not path.exists():
+    if data is None and not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         # TorchVersion (a str subclass) is what older files stored as torch.__version__: harmless to allow
         with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(io.BytesIO(data) if data is not None else path, map_location=map_location,
+                               weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise CorruptFileError(f"{path} was refused: it holds Python objects other than tensors, numbers, "

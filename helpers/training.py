@@ -28,7 +28,8 @@ def warmup_cosine(step: int, total: int, warmup: int = 0, floor: float = 0.0) ->
 def restore(path: str | Path | None, expected: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
             generator: torch.Generator, device="cpu", fix: str = "delete it to retrain") -> dict | None:
     """Load a loop's state from the checkpoint at `path` into `model`, `opt`, `generator` and torch's global RNG,
-    and return the whole checkpoint (history, position, extras); None when there is none.
+    and return the whole checkpoint (history, position, extras); None when there is none. Prints
+    "resuming from step N of <file>" (or epoch), so that a re-run says it did not start over.
 
     `expected` maps checkpoint keys to the configuration dicts the file must have been written for; a file written
     for another configuration raises a ValueError that lists the differing settings and `fix`."""
@@ -44,6 +45,8 @@ def restore(path: str | Path | None, expected: dict, model: torch.nn.Module, opt
         raise ValueError(f"{path} was written for another configuration ({diff}); {fix}")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
+    position = next((f"{unit} {state[unit]}" for unit in ("step", "epoch") if unit in state), "its last state")
+    print(f"resuming from {position} of {path}")
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])  # dropout and weight initialisation draw from the global generator
     return state

@@ -13,7 +13,10 @@ never loaded. ``python -m helpers.vicreg_models [--retrain]`` (``make weights``)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,33 +79,56 @@ def read_manifest(folder: str | Path) -> dict[str, str]:
     return {name.strip().lstrip("*"): digest for digest, name in pairs}
 
 
-def record_in_manifest(path: str | Path) -> None:
-    """Write `path`'s sha256 into the manifest beside it (atomically; other entries kept)."""
-    path = Path(path)
-    sums = {**read_manifest(path.parent), path.name: sha256(path)}
-    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items()))
+def manifest_lock(folder: str | Path):
+    """The lock under which a weights file and its manifest entry are replaced together, and read together: a
+    reader never sees a new file with the old digest. A read-only folder (nobody can write there) needs none."""
+    folder = Path(folder)
+    if not os.access(folder, os.W_OK):
+        return contextlib.nullcontext()
+    return storage.locked(folder / MANIFEST)
+
+
+def _write_manifest_entry(path: Path, digest: str) -> None:
+    sums = {**read_manifest(path.parent), path.name: digest}
+    text = "".join(f"{d}  {name}\n" for name, d in sorted(sums.items()))
     storage.atomic_write(path.parent / MANIFEST, lambda tmp: tmp.write_text(text))
 
 
-def verify_against_manifest(path: str | Path) -> None:
-    """Raise `CorruptFileError` when `path` is listed in the manifest beside it with another sha256."""
+def record_in_manifest(path: str | Path) -> None:
+    """Write `path`'s sha256 into the manifest beside it (atomically, under `manifest_lock`; other entries kept)."""
     path = Path(path)
-    expected = read_manifest(path.parent).get(path.name)
-    if expected is not None and (got := sha256(path)) != expected:
+    with manifest_lock(path.parent):
+        _write_manifest_entry(path, sha256(path))
+
+
+def _checked_bytes(path: Path) -> bytes:
+    """The bytes of `path`, read once, after checking them against the manifest's sha256 (if listed)."""
+    with manifest_lock(path.parent):
+        data, expected = path.read_bytes(), read_manifest(path.parent).get(path.name)
+    if expected is not None and (got := hashlib.sha256(data).hexdigest()) != expected:
         raise storage.CorruptFileError(
             f"{path} does not match its recorded sha256 ({got[:12]}… instead of {expected[:12]}…): the file was "
             f"changed or damaged. Fix: restore it with `git checkout -- {path.name}` in {path.parent}, or retrain "
             "it with `make weights`")
+    return data
+
+
+def verify_against_manifest(path: str | Path) -> None:
+    """Raise `CorruptFileError` when `path` is listed in the manifest beside it with another sha256."""
+    _checked_bytes(Path(path))
 
 
 def save_weights(path: str | Path, encoder: Encoder, spec: dict, history: dict) -> Path:
     """The encoder as an fp16 state dict, with its spec, training history, wall-clock minutes and the machine it
-    was trained on (atomic); its sha256 goes into the manifest beside it."""
+    was trained on; the file (atomic) and its sha256 in the manifest beside it are replaced under one lock."""
+    path = Path(path)
     state = {k: v.half() if v.is_floating_point() else v for k, v in encoder.state_dict().items()}
-    path = storage.save_checkpoint(path, spec=spec, encoder=state, history=history,
-                                   minutes=history["seconds"] / 60, torch_version=str(torch.__version__),
-                                   hardware=history.get("hardware", setup.cpu_name()))
-    record_in_manifest(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with manifest_lock(path.parent):
+        storage.save_checkpoint(path, spec=spec, encoder=state, history=history,
+                                minutes=history["seconds"] / 60, torch_version=str(torch.__version__),
+                                hardware=history.get("hardware", setup.cpu_name()))
+        _write_manifest_entry(path, sha256(path))
     return path
 
 
@@ -120,8 +146,9 @@ def _with_defaults(spec: dict) -> dict:
 def load_weights(path: str | Path, spec: dict) -> tuple[Encoder, dict]:
     """The encoder saved at `path` (in eval mode) and its history, if it was trained for `spec`. The file is checked
     against the manifest's sha256 first, then read without unpickling code."""
-    verify_against_manifest(path)
-    state = storage.load_checkpoint(path, fix="restore it with `git checkout` or retrain it with `make weights`")
+    path = Path(path)
+    state = storage.load_checkpoint(path, fix="restore it with `git checkout` or retrain it with `make weights`",
+                                    data=_checked_bytes(path))  # the bytes whose hash was checked, read once
     state["spec"] = _with_defaults(state["spec"])
     if state["spec"] != spec:
         raise ValueError(f"{path} holds weights trained for another configuration ({storage.dict_diff(state['spec'], spec)}); "
@@ -135,20 +162,25 @@ def load_weights(path: str | Path, spec: dict) -> tuple[Encoder, dict]:
 
 def load_or_train(name: str, cfg: VICRegConfig, images, test_images=None, neighbours=None, depends: dict | None = None,
                   device="cpu", retrain: bool = False, progress: bool = True,
-                  deterministic: bool = True, callback=None) -> tuple[Encoder, dict]:
+                  deterministic: bool = True, callback=None, fresh: bool = False) -> tuple[Encoder, dict]:
     """Load model `name` when its weights file matches `cfg` (and `depends`), otherwise train and save it.
 
-    Training resumes from ``data/checkpoints/<name>_<profile>.pt`` after an interruption. The returned encoder is
-    always the one read back from the weights file, so results are the same whether it was trained now or loaded.
+    Training resumes from ``data/checkpoints/<name>_<profile>.pt`` after an interruption, `retrain` included (it
+    prints "resuming from epoch N of <file>"); only `fresh` deletes that checkpoint and starts from epoch 0. The
+    returned encoder is always the one read back from the weights file, so results are the same whether it was
+    trained now or loaded.
     """
     path, spec = weights_path(name), {"config": asdict(cfg), "depends": depends}
-    if path.exists() and not retrain:
+    if path.exists() and not (retrain or fresh):
         return load_weights(path, spec)
     checkpoint = setup.data_dir() / "checkpoints" / f"{name}_{setup.profile()}.pt"
-    if retrain:
-        checkpoint.unlink(missing_ok=True)
+    storage.require_writable(path.parent, "the trained weights are saved there")  # before training, not after
+    if fresh and checkpoint.exists():
+        print(f"starting over: deleting {checkpoint}")
+        checkpoint.unlink()
     model, history = train_vicreg(images, cfg, test_images, checkpoint, device, progress, neighbours=neighbours,
-                                  deterministic=deterministic, callback=callback)
+                                  deterministic=deterministic, callback=callback,
+                                  fix="start over with `make weights FRESH=1` (it deletes the checkpoint)")
     save_weights(path, model.encoder, spec, history)
     checkpoint.unlink(missing_ok=True)
     return load_weights(path, spec)
@@ -191,42 +223,73 @@ def cached_features(encoder: Encoder, images, key: str, device="cpu") -> torch.T
     if path.exists():
         try:
             feats = storage.load_checkpoint(path)["features"]
-            if feats.shape[0] == len(images):
-                return feats
-        except (storage.CorruptFileError, KeyError, AttributeError):
-            pass  # a damaged cache entry is simply recomputed
+            problem = feature_problem(feats, len(images), encoder)
+        except (storage.CorruptFileError, KeyError, TypeError) as err:
+            problem = str(err).splitlines()[0]
+        if problem is None:
+            return feats
+        print(f"recomputing the cached features {path.name}: {problem}")
     feats = features(encoder, images, device, bf16=bf16)
+    try:
+        storage.require_writable(path.parent, "features are cached there")
+    except PermissionError as err:  # the cache is optional: compute, use, say so once
+        if path.parent not in _UNCACHED:
+            _UNCACHED.add(path.parent)
+            warnings.warn(f"features are not cached ({err}); each run recomputes them", stacklevel=2)
+        return feats
     storage.save_checkpoint(path, features=feats)
     return feats
 
 
+_UNCACHED: set[Path] = set()  # cache folders already reported as read-only
+
+
+def feature_problem(feats, n: int, encoder: Encoder) -> str | None:
+    """Why `feats` cannot be `n` images' features from `encoder` (None when they can): not an (n, repr_dim) float32
+    tensor, not finite, or the same for every image (all-zero, say) — what a damaged or foreign cache holds."""
+    repr_dim = encoder.head[-1].out_features
+    if not isinstance(feats, torch.Tensor):
+        return f"it holds a {type(feats).__name__}, not a tensor"
+    if feats.shape != (n, repr_dim) or feats.dtype != torch.float32:
+        return f"it holds {feats.dtype} {tuple(feats.shape)}, not float32 ({n}, {repr_dim})"
+    if not torch.isfinite(feats).all():
+        return f"{int((~torch.isfinite(feats)).sum())} values are NaN or infinite"
+    if n > 1 and torch.equal(feats.amax(0), feats.amin(0)):
+        return "every image has the same features"
+    return None
+
+
 def build(s: SimpleNamespace, train_images, test_images, device="cpu", retrain: bool | None = None,
-          seed: int = 0, progress: bool = True) -> dict[str, tuple[Encoder, dict]]:
+          seed: int = 0, progress: bool = True, fresh: bool = False) -> dict[str, tuple[Encoder, dict]]:
     """All three models for settings `s`: loaded where the weights match, trained otherwise (in order, since the
     no-neighbours model needs the VICReg representation of the training set)."""
     retrain = s.retrain if retrain is None else retrain
     models = {}
     for name in MODELS:
         neighbours = None  # only needed to train the no-neighbours model
-        if name == "no_neighbours" and (retrain or not weights_path(name).exists()):
+        if name == "no_neighbours" and (retrain or fresh or not weights_path(name).exists()):
             train_feats = cached_features(models["vicreg"][0], train_images, "vicreg_train", device)
             neighbours = knn_graph(train_feats, N_NEIGHBOURS)  # into the unshuffled training set
         depends = model_spec(name, s, len(train_images), seed)["depends"]
         models[name] = load_or_train(name, model_config(name, s, seed), train_images, test_images, neighbours,
-                                     depends, device, retrain, progress, s.deterministic)
+                                     depends, device, retrain, progress, s.deterministic, fresh=fresh)
     return models
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train (or check) notebook 03's VICReg models in the active "
                                                  "profile (AML_PROFILE) and save their weights.")
-    parser.add_argument("--retrain", action="store_true", help="train even when matching weights exist")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train even when matching weights exist (resuming an interrupted training)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="with --retrain: delete interrupted-training checkpoints and start from epoch 0")
     args = parser.parse_args(argv)
 
     s = setup.settings("03_vicreg")
     cifar = load_cifar10()
     n_train, n_test = s.n_train or len(cifar["x_train"]), s.n_test or len(cifar["x_test"])
-    models = build(s, cifar["x_train"][:n_train], cifar["x_test"][:n_test], setup.pick_device(), args.retrain or None)
+    models = build(s, cifar["x_train"][:n_train], cifar["x_test"][:n_test], setup.pick_device(), args.retrain or None,
+                   fresh=args.fresh)
     for name, (_, history) in models.items():
         print(f"{name}: {weights_path(name)} ({history['minutes']:.1f} min of training, "
               f"{len(history['epoch'])} epochs)")

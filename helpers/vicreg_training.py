@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .setup import bf16_fast, cpu_name
+from .storage import require_writable
 from .training import restore, save, warmup_cosine
 from .vicreg import VICReg, EncoderConfig, augment, fold_batchnorm, normalize, to_float, vicreg_loss
 
@@ -131,7 +132,7 @@ def train_step(model: VICReg, opt: torch.optim.Optimizer, v1: torch.Tensor, v2: 
 
 def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | Path | None = None,
                  device="cpu", progress: bool = True, neighbours=None, callback=None,
-                 deterministic: bool = True) -> tuple[VICReg, dict]:
+                 deterministic: bool = True, fix: str = "delete it to retrain") -> tuple[VICReg, dict]:
     """Train VICReg with ``cfg.optimizer`` and its learning-rate schedule; the loss terms of every batch are
     logged, and on the test images once per epoch. A checkpoint (atomic, with its config) is written after every
     epoch and training resumes from it; a NaN loss stops training with an error that names the epoch and step.
@@ -168,7 +169,9 @@ def train_vicreg(images, cfg: VICRegConfig, test_images=None, checkpoint: str | 
                "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
                "threads": torch.get_num_threads(), "torch_version": str(torch.__version__)}
     epoch, expected = 0, {"config": asdict(cfg)}
-    state = restore(checkpoint, expected, model, opt, g, device)
+    if checkpoint:
+        require_writable(Path(checkpoint).parent, "training writes a checkpoint there after every epoch")
+    state = restore(checkpoint, expected, model, opt, g, device, fix=fix)
     if state is not None:
         history, epoch = state["history"], state["epoch"]
     steps_per_epoch = len(images) // cfg.batch_size

@@ -156,3 +156,20 @@ def test_knn_label_confusion_counts_the_labels_of_each_class_neighbours():
     # a representation that separates the classes perfectly gives the identity
     sep_train, sep_test = train_x + 100 * train_y[:, None], test_x + 100 * test_y[:, None]
     assert torch.equal(E.knn_label_confusion(sep_train, train_y, sep_test, test_y, k=4), torch.eye(3))
+
+
+@pytest.mark.parametrize("method", ["tsne", "pca", "kmeans"])
+@pytest.mark.parametrize("bad, message", [(np.zeros((50, 8)), "all 50 rows are identical, a collapsed"),
+                                          (np.full((50, 8), np.nan), "400 feature values are NaN"),
+                                          (np.ones(50), r"needs \(N, d\) features")])
+def test_embeddings_and_clusters_refuse_features_they_cannot_use(method, bad, message):
+    """All-zero features crash scikit-learn's t-SNE (the kernel dies): they raise a clear error first."""
+    with pytest.raises(ValueError, match=message):
+        getattr(E, method)(bad)
+
+
+def test_checked_features_pass_real_features_unchanged():
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    assert np.array_equal(E.checked_features(x, "PCA"), x)
+    x[:, 1:] = 0.0                                                  # one varying direction is enough
+    assert E.checked_features(x, "PCA").shape == (30, 4)

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -127,3 +128,60 @@ def test_a_damaged_feature_cache_entry_is_recomputed(data_dir):
     entry.write_bytes(entry.read_bytes()[:100])
     assert torch.equal(M.cached_features(encoder, images, "t"), first)
     assert storage.load_checkpoint(entry)["features"].shape == (12, 8)     # rewritten whole
+
+
+def test_require_writable_names_the_folder_and_why(tmp_path):
+    (tmp_path / "f").write_text("")
+    assert storage.require_writable(tmp_path / "new" / "sub", "tests write there") == tmp_path / "new" / "sub"
+    assert (tmp_path / "new" / "sub").is_dir() and not list((tmp_path / "new" / "sub").iterdir())  # probe removed
+    with pytest.raises(PermissionError, match=r"f/x must be writable: checkpoints go there .*AML_DATA_DIR"):
+        storage.require_writable(tmp_path / "f" / "x", "checkpoints go there")
+
+
+_WRITER = textwrap.dedent("""
+    import sys, torch
+    from dataclasses import asdict
+    from helpers import vicreg_models as M
+    from helpers.vicreg import Encoder
+    path, n = sys.argv[1], int(sys.argv[2])
+    cfg = M.VICRegConfig(encoder=M.EncoderConfig(width=4, stem_stride=2, repr_dim=8))
+    for i in range(n):
+        torch.manual_seed(i % 2)                # two different encoders, alternately
+        M.save_weights(path, Encoder(cfg.encoder), {"config": asdict(cfg), "depends": None}, {"seconds": 1.0})
+""")
+
+
+def test_weights_saved_while_another_process_loads_them_are_never_reported_damaged(tmp_path):
+    """File and manifest entry are replaced under one lock and loads read the bytes they checked: a reader never
+    sees a new file with the old digest (before, 21 of 400 loads raised a false 'does not match')."""
+    path = tmp_path / "w.pt"
+    cfg = M.VICRegConfig(encoder=EncoderConfig(width=4, stem_stride=2, repr_dim=8))
+    spec = {"config": asdict(cfg), "depends": None}
+    torch.manual_seed(0)
+    M.save_weights(path, V.Encoder(cfg.encoder), spec, {"seconds": 1.0})
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "60"], cwd=M.setup.repo_root())
+    loads = 0
+    while writer.poll() is None or loads < 20:
+        M.load_weights(path, spec)                                      # raises on a false mismatch
+        loads += 1
+    assert writer.wait() == 0 and loads >= 20
+
+
+_RECORDER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from helpers import vicreg_models as M
+    folder, tag = Path(sys.argv[1]), sys.argv[2]
+    for i in range(100):
+        f = folder / f"{tag}{i}.pt"
+        f.write_bytes(f"{tag}{i}".encode())
+        M.record_in_manifest(f)
+""")
+
+
+def test_two_processes_recording_in_the_manifest_lose_no_entry(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", _RECORDER, str(tmp_path), tag], cwd=M.setup.repo_root())
+             for tag in "ab"]
+    assert [p.wait() for p in procs] == [0, 0]
+    sums = M.read_manifest(tmp_path)
+    assert len(sums) == 200 and sums["a7.pt"] == M.sha256(tmp_path / "a7.pt")

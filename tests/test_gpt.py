@@ -143,6 +143,22 @@ def test_killed_training_resumes_with_the_same_state(tmp_path, kill_on_call):
         T.train(small(), tokens, tokens, T.TrainConfig(max_steps=50, bf16=False), checkpoint=ckpt, progress=False)
 
 
+def test_checkpoint_of_other_tokens_is_never_returned(tmp_path, capsys):
+    """A finished checkpoint is matched by the token splits it was trained on, not only by its settings."""
+    tokens = torch.randint(0, 50, (400,), generator=torch.Generator().manual_seed(1))
+    cfg = T.TrainConfig(max_steps=10, batch_size=4, eval_every=10, eval_batches=1, bf16=False)
+    ckpt = tmp_path / "gpt.pt"
+    T.train(small().train(), tokens, tokens, cfg, checkpoint=ckpt, progress=False)
+    T.train(small().train(), tokens, tokens, cfg, checkpoint=ckpt, progress=False)  # same text: resumes
+    assert f"resuming from step 10 of {ckpt}" in capsys.readouterr().out
+    other = tokens.flip(0)  # same length, same token counts, another text
+    with pytest.raises(ValueError, match=r"data.train_tokens: saved '400:[0-9a-f]{16}', wanted '400:"):
+        T.train(small().train(), other, tokens, cfg, checkpoint=ckpt, progress=False)
+    with pytest.raises(ValueError, match=r"data.val_tokens: saved '400:"):  # another split of the same text
+        T.train(small().train(), tokens, tokens[:-1], cfg, checkpoint=ckpt, progress=False)
+    assert T.token_digest(tokens) == T.token_digest(tokens.to(torch.int32)) != T.token_digest(other)
+
+
 class FakeEncoding:
     """Tokens are indices into a list of strings; enough for the word helpers."""
     pieces = ["Alice", " was", " begin", "ning", " to", ",", " get"]

@@ -1,9 +1,11 @@
+import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from helpers import setup
+from helpers import setup, storage
 from helpers import vicreg_models as M
 from helpers import vicreg_training as VT
 from helpers.vicreg import Encoder, EncoderConfig
@@ -144,3 +146,80 @@ def test_shipped_default_weights_match_the_default_settings(profile):
         assert path.stat().st_size < 16e6
         encoder, history = M.load_weights(path, M.model_spec(name, s, n_train=50000))
         assert len(history["epoch"]) == M.model_config(name, s).epochs and history["minutes"] > 0
+
+
+def test_an_interrupted_retrain_resumes_and_only_fresh_starts_over(tiny_images, weights, kill_on_call, monkeypatch,
+                                                                   capsys):
+    """`make weights` (retrain) after an interruption continues from the last epoch; `make weights FRESH=1` does not."""
+    images = tiny_images(32)
+    cfg = M.model_config("vicreg", tiny_settings(epochs=3))
+    checkpoint = setup.data_dir() / "checkpoints" / "vicreg_default.pt"
+    undo = kill_on_call(VT, "save", 3)              # killed while writing epoch 3's checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        M.load_or_train("vicreg", cfg, images, retrain=True, progress=False)
+    undo()
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
+    real_save, saved = VT.save, []
+    monkeypatch.setattr(VT, "save", lambda *a, **k: saved.append(k["epoch"]) or real_save(*a, **k))
+
+    _, history = M.load_or_train("vicreg", cfg, images, retrain=True, progress=False)
+    assert f"resuming from epoch 2 of {checkpoint}" in capsys.readouterr().out
+    assert saved == [3] and history["epoch"] == [1, 2, 3]                   # epochs 1 and 2 were not redone
+    assert not checkpoint.exists()                                          # removed once the weights are saved
+
+    saved.clear()
+    undo = kill_on_call(VT, "save", 2)
+    with pytest.raises(KeyboardInterrupt):
+        M.load_or_train("vicreg", cfg, images, retrain=True, progress=False)
+    undo()
+    assert saved == [1] and checkpoint.exists()
+    saved.clear()
+    M.load_or_train("vicreg", cfg, images, retrain=True, progress=False, fresh=True)
+    out = capsys.readouterr().out
+    assert f"starting over: deleting {checkpoint}" in out and "resuming" not in out and saved == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", ["(40, 7)", "1-D", "int64", "fp16", "NaN", "all zero", "not a tensor"])
+def test_a_wrong_feature_cache_entry_is_recomputed(tiny_images, data_dir, bad, capsys):
+    images = tiny_images(12)
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(width=4, stem_stride=2, repr_dim=8)).eval()
+    good = M.cached_features(encoder, images, "t")
+    [entry] = (data_dir / "cache").glob("features_t_*.pt")
+    wrong = {"(40, 7)": torch.randn(12, 7), "1-D": good.flatten(), "int64": good.long(), "fp16": good.half(),
+             "NaN": good.clone().fill_(float("nan")), "all zero": torch.zeros_like(good),
+             "not a tensor": [1.0, 2.0]}[bad]
+    storage.save_checkpoint(entry, features=wrong)
+    again = M.cached_features(encoder, images, "t")
+    assert torch.equal(again, good) and f"recomputing the cached features {entry.name}" in capsys.readouterr().out
+    assert torch.equal(storage.load_checkpoint(entry)["features"], good)         # the entry was rewritten
+
+
+def test_a_read_only_cache_folder_is_skipped_with_one_warning(tiny_images, data_dir, monkeypatch):
+    images = tiny_images(8)
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(width=4, stem_stride=2, repr_dim=8)).eval()
+    real = storage.tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).name == "cache":
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(storage.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(M, "_UNCACHED", set())
+    with pytest.warns(UserWarning, match="features are not cached.*cache must be writable"):
+        first = M.cached_features(encoder, images, "t")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                        # said once, not at every call
+        assert torch.equal(M.cached_features(encoder, images, "t"), first)
+    assert not list((data_dir / "cache").glob("features_t_*.pt"))
+
+
+def test_training_into_a_read_only_folder_stops_before_the_first_step(tiny_images, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr(VT, "train_step", lambda *a, **k: pytest.fail("training started"))
+    cfg = M.model_config("vicreg", tiny_settings(epochs=1))
+    with pytest.raises(PermissionError, match=r"a_file/checkpoints must be writable: training writes a checkpoint"):
+        VT.train_vicreg(tiny_images(16), cfg, checkpoint=tmp_path / "a_file" / "checkpoints" / "v.pt",
+                        progress=False)
