@@ -212,3 +212,21 @@ def effective_rank(spectrum) -> float:
         raise ValueError("the spectrum must be a non-empty vector of variances >= 0, not all zero")
     p = p / p.sum()
     return float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()))
+
+
+def cluster_majorities(clusters, labels) -> list[dict]:
+    """For each cluster 0, 1, ... of `clusters` (N,): its `size`, its most frequent label (`majority`) and that
+    label's `share` of the cluster; a cluster with no member gets size 0, majority -1, share 0."""
+    clusters, labels = np.asarray(clusters), np.asarray(labels)
+    if clusters.shape != labels.shape or clusters.ndim != 1:
+        raise ValueError(f"clusters {clusters.shape} and labels {labels.shape} must be two vectors of one length")
+    out = []
+    for c in range(int(clusters.max()) + 1):
+        members = labels[clusters == c]
+        if not len(members):
+            out.append({"size": 0, "majority": -1, "share": 0.0})
+            continue
+        counts = np.bincount(members)
+        out.append({"size": len(members), "majority": int(counts.argmax()),
+                    "share": float(counts.max() / len(members))})
+    return out

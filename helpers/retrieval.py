@@ -49,3 +49,41 @@ def ink_fraction(images, threshold: int = 128) -> np.ndarray:
         raise ValueError(f"images must be uint8 (N, H, W[, 3]), got {x.dtype} {x.shape}")
     grey = x.mean(axis=-1) if x.ndim == 4 else x.astype(float)
     return (grey > threshold).reshape(len(x), -1).mean(axis=1)
+
+
+def image_statistics(images) -> dict:
+    """Low-level statistics of uint8 (N, H, W, 3) images, in [0, 1] units: `colour`, the mean RGB (N, 3);
+    `brightness`, the mean grey level (N,); `layout`, a 4×4 grey thumbnail (block means) minus its own mean (N, 16),
+    i.e. where the image is light or dark, whatever its overall brightness. H and W must be multiples of 4."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] % 4 or x.shape[2] % 4:
+        raise ValueError(f"images must be uint8 (N, H, W, 3) with H, W multiples of 4, got {x.dtype} {x.shape}")
+    x = x.astype(np.float32) / 255
+    grey = x.mean(axis=-1)
+    n, h, w = grey.shape
+    thumb = grey.reshape(n, 4, h // 4, 4, w // 4).mean(axis=(2, 4)).reshape(n, 16)
+    return {"colour": x.mean(axis=(1, 2)), "brightness": grey.mean(axis=(1, 2)),
+            "layout": thumb - thumb.mean(axis=1, keepdims=True)}
+
+
+def statistic_gaps(images, queries, lists, seed: int = 0) -> dict:
+    """How alike in low-level statistics each query is to its retrieved images, beside chance.
+
+    `queries` (Q,) and `lists` (Q, k) index `images` (uint8 (N, H, W, 3)). For each statistic of `image_statistics`
+    the distance between a query and each retrieved image (ℓ2 for colour, absolute difference for brightness, RMS
+    over the 16 cells for layout), averaged over all Q·k pairs: `{stat: {"retrieved": ..., "random": ...}}`, with
+    "random" the same average for k images drawn uniformly at random (seeded) for each query."""
+    queries, lists = np.asarray(queries), np.asarray(lists)
+    if lists.ndim != 2 or len(lists) != len(queries):
+        raise ValueError(f"{len(queries)} queries but lists of shape {lists.shape}")
+    randoms = np.random.default_rng(seed).integers(0, len(images), size=lists.shape)
+    q = image_statistics(images[queries])
+    out = {}
+    for key, idx in (("retrieved", lists), ("random", randoms)):
+        s = image_statistics(images[idx.ravel()])
+        for stat, v in s.items():
+            d = v.reshape(*idx.shape, *v.shape[1:]) - q[stat][:, None]
+            gap = {"colour": lambda d: np.linalg.norm(d, axis=-1), "brightness": np.abs,
+                   "layout": lambda d: np.sqrt((d ** 2).mean(axis=-1))}[stat](d)
+            out.setdefault(stat, {})[key] = float(gap.mean())
+    return out

@@ -173,3 +173,12 @@ def test_checked_features_pass_real_features_unchanged():
     assert np.array_equal(E.checked_features(x, "PCA"), x)
     x[:, 1:] = 0.0                                                  # one varying direction is enough
     assert E.checked_features(x, "PCA").shape == (30, 4)
+
+
+def test_cluster_majorities_give_size_majority_and_share():
+    out = E.cluster_majorities(np.array([0, 0, 0, 2, 2]), np.array([1, 1, 3, 4, 4]))
+    assert out[0] == {"size": 3, "majority": 1, "share": pytest.approx(2 / 3)}
+    assert out[1] == {"size": 0, "majority": -1, "share": 0.0}
+    assert out[2] == {"size": 2, "majority": 4, "share": 1.0}
+    with pytest.raises(ValueError, match="one length"):
+        E.cluster_majorities(np.array([0, 1]), np.array([0]))

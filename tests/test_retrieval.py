@@ -43,3 +43,22 @@ def test_ink_fraction_is_the_share_of_bright_pixels():
     assert np.allclose(R.ink_fraction(x[..., 0]), [0.5, 0.0])
     with pytest.raises(ValueError, match="uint8"):
         R.ink_fraction(x.astype(float))
+
+
+def test_image_statistics_and_gaps_beside_chance():
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    images[1] = 255                                              # white
+    images[2, :, :4] = 255                                       # left half white
+    images[3, :, :, 0] = 255                                     # red
+    s = R.image_statistics(images)
+    assert s["brightness"].tolist() == pytest.approx([0, 1, 0.5, 1 / 3])
+    assert s["colour"][3].tolist() == pytest.approx([1, 0, 0])
+    assert np.abs(s["layout"][[0, 1, 3]]).max() == 0             # uniform images have no layout
+    assert s["layout"][2].reshape(4, 4)[:, :2] == pytest.approx(0.5)
+    g = R.statistic_gaps(images, np.array([0, 1]), np.array([[0], [1]]))   # each query retrieves itself
+    assert all(v["retrieved"] == 0 for v in g.values())
+    assert g["brightness"]["random"] > 0
+    with pytest.raises(ValueError, match="queries"):
+        R.statistic_gaps(images, np.array([0]), np.array([[0], [1]]))
+    with pytest.raises(ValueError, match="uint8"):
+        R.image_statistics(images[..., 0])
