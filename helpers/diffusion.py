@@ -384,3 +384,19 @@ def draw_regions(ax, radius: float = 0.5, color: str = "0.3") -> None:
     for (x0, y0), (x1, y1) in (((radius, 0), (1, 0)), ((-radius, 0), (-1, 0)), ((0, radius), (0, 1)),
                                ((0, -radius), (0, -1))):
         ax.plot([x0, x1], [y0, y1], color=color, lw=0.9)
+
+
+def pixel_extent(centres) -> tuple[float, float, float, float]:
+    """The `imshow` extent that puts each pixel of a square grid over its own grid point: an evenly spaced 1-D
+    grid of pixel centres (e.g. ``torch.linspace(-1.8, 1.8, 25)``) widened by half a spacing at both ends."""
+    c = torch.as_tensor(centres, dtype=torch.float64)
+    if c.ndim != 1 or len(c) < 2:
+        raise ValueError("centres must be a 1-D grid of at least two points")
+    half = float(c[1] - c[0]) / 2
+    lo, hi = float(c[0]) - half, float(c[-1]) + half
+    return (lo, hi, lo, hi)
+
+
+def mean_noise_distance(s, dim: int = 2):
+    """E‖x_t − x_0‖ = σ·E‖ε‖ for ε ~ N(0, I_dim): σ·√2·Γ((dim+1)/2)/Γ(dim/2), i.e. σ·√(π/2) in two dimensions."""
+    return s * math.sqrt(2) * math.exp(math.lgamma((dim + 1) / 2) - math.lgamma(dim / 2))

@@ -247,3 +247,15 @@ def test_few_points_sample_on_one_thread_with_the_same_numbers(monkeypatch):
     assert set(seen) == {threads} and torch.equal(one, every)
     again = sampling.optimise_noise(model, [2.0, 1.0], diffusion.time_grid(5), iters=3, progress=False)
     assert torch.equal(bonus[0], again[0]) and bonus[2] == again[2]
+
+
+def test_pixel_extent_centres_each_pixel_on_its_grid_point():
+    assert diffusion.pixel_extent(torch.linspace(-1.8, 1.8, 25)) == pytest.approx((-1.875, 1.875, -1.875, 1.875))
+    with pytest.raises(ValueError):
+        diffusion.pixel_extent(torch.tensor([0.0]))
+
+
+def test_mean_noise_distance_matches_monte_carlo():
+    assert diffusion.mean_noise_distance(1.0) == pytest.approx(math.sqrt(math.pi / 2))
+    eps = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(0))
+    assert diffusion.mean_noise_distance(0.5, dim=3) == pytest.approx(0.5 * eps.norm(dim=1).mean().item(), rel=0.01)
