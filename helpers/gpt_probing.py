@@ -201,3 +201,46 @@ def sampled_token_odds(model: GPT, ids: torch.Tensor, position: int, temperature
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     return {"p": float(F.softmax(logits, -1)[tok]), "p_sampling": float(F.softmax(scaled, -1)[tok]),
             "rank": int((logits > logits[tok]).sum()) + 1}
+
+
+@torch.no_grad()
+def target_probs(model: GPT, embeddings: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """p(target_i) at each position i when `embeddings` (T, C) replace the token embeddings (as in `invert`): the
+    forward check of what one input vector does, e.g. after swapping it for a row of the embedding table."""
+    target = torch.as_tensor(target, dtype=torch.long).flatten()
+    model.eval()
+    logits, _ = model.forward_embeddings(torch.as_tensor(embeddings, dtype=torch.float32)[None])
+    probs = F.softmax(logits[0].double(), dim=-1)
+    return probs[torch.arange(len(target)), target]
+
+
+@torch.no_grad()
+def cosines_to_mean_row(model: GPT) -> torch.Tensor:
+    """The cosine of each token-embedding row with the mean row (the inversion's start), (vocab,)."""
+    weight = model.wte.weight
+    return F.cosine_similarity(weight, weight.mean(0, keepdim=True), dim=-1)
+
+
+def top_overlap(a, b, k: int, m: int) -> tuple[int, float]:
+    """How many of the k highest entries of `a` are among the m highest of `b` (same positions), and the count
+    expected by chance if the k were drawn at random from the n positions: k·m/n."""
+    a, b = torch.as_tensor(a).flatten(), torch.as_tensor(b).flatten()
+    if a.shape != b.shape or not (1 <= k <= len(a) and 1 <= m <= len(a)):
+        raise ValueError(f"need two score vectors of one length n and 1 <= k, m <= n; got {tuple(a.shape)}, "
+                         f"{tuple(b.shape)}, k={k}, m={m}")
+    top_a, top_b = set(a.topk(k).indices.tolist()), set(b.topk(m).indices.tolist())
+    return len(top_a & top_b), k * m / len(a)
+
+
+@torch.no_grad()
+def piece_losses(model: GPT, tokens: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """Cut `tokens` into consecutive pieces of n_tokens + 1 (a remainder is dropped) and return, per piece, the
+    model's mean cross-entropy (nats per token) of its last n_tokens given its first token: the measure that
+    `sample_logprobs` gives the model's own samples, on real text. Consecutive pieces of one text are not
+    independent draws."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long).flatten()
+    n = len(tokens) // (n_tokens + 1)
+    if n == 0:
+        raise ValueError(f"{len(tokens)} tokens make no piece of {n_tokens + 1}")
+    rows = tokens[: n * (n_tokens + 1)].view(n, n_tokens + 1)
+    return torch.stack([-token_logprobs(model, row).mean() for row in rows])

@@ -95,3 +95,32 @@ def test_slice_losses_cut_where_split_tokens_cuts():
     cfg = T.TrainConfig(eval_batches=2, batch_size=4, bf16=False)
     train_loss, val_loss = T.start_losses(model, tokens, tokens, cfg)
     assert abs(val_loss - T.evaluate(model, tokens, None, 4)) < 1e-9 and abs(val_loss - math.log(50)) < 0.5
+
+
+def test_target_probs_reproduce_the_model_and_the_mean_row_cosines():
+    model, ids = small(), torch.tensor([3, 14, 15, 9, 26])
+    target = torch.tensor([14, 15, 9, 26, 5])
+    p = P.target_probs(model, model.wte.weight[ids].detach(), target)
+    expected = token_logprobs(model, torch.cat([ids, target[-1:]])).exp()
+    assert torch.allclose(p.float(), expected.float(), atol=1e-5)
+    cos = P.cosines_to_mean_row(model)
+    assert cos.shape == (64,) and float(cos.abs().max()) <= 1 + 1e-6
+
+
+def test_top_overlap_counts_shared_top_positions_and_the_chance_level():
+    a, b = torch.tensor([0.5, 0.1, 0.3, 0.05, 0.05]), torch.tensor([0.2, 0.4, 0.3, 0.05, 0.05])
+    assert P.top_overlap(a, b, 2, 2) == (1, 0.8)            # a's top {0, 2}, b's top {1, 2}
+    assert P.top_overlap(a, a, 3, 3)[0] == 3
+    try:
+        P.top_overlap(a, b[:3], 2, 2)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("lengths differ: must raise")
+
+
+def test_piece_losses_cut_consecutive_pieces():
+    model, tokens = small(), torch.arange(23) % 64
+    losses = P.piece_losses(model, tokens, 4)                                  # 23 // 5 = 4 pieces
+    assert losses.shape == (4,)
+    assert abs(float(losses[1]) + float(token_logprobs(model, tokens[5:10]).mean())) < 1e-6
