@@ -15,6 +15,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m ipykernel install --sys-prefix --name aml-workbook --display-name "AML workbook (.venv)" >/dev/null
 	touch $@
 
 venv: $(VENV)/.installed
@@ -38,20 +39,20 @@ test: venv
 
 # Executes every notebook in the default profile (or AML_PROFILE=full), a progress line per cell; the committed
 # notebooks stay without outputs: the executed copies go to build/executed (ignored by git, each recording the digest
-# of the source it ran, helpers/execute.py), figures and metrics to figures/. Then each notebook's wall time is
-# printed and its per-section times go to figures/timings.json and the README (helpers/timings.py), and every number
-# quoted in an answer must be printed by its section (helpers/answers.py).
+# of the source it ran, tools/execute.py), figures and metrics to figures/. Then each notebook's wall time is
+# printed and its per-section times go to figures/timings.json and the README (tools/timings.py), and every number
+# quoted in an answer must be printed by its section (tools/answers.py).
 EXECUTED := build/executed
 CHECKED := 01_diffusion 02_gpt_alice 03_vicreg
 figures: venv
-	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m helpers.execute $(NOTEBOOKS) --out $(EXECUTED)
-	$(PY) -m helpers.timings $(foreach nb,$(NOTEBOOKS),$(EXECUTED)/$(notdir $(nb)))
-	$(PY) -m helpers.readme
-	$(PY) -m helpers.answers $(foreach nb,$(CHECKED),$(EXECUTED)/$(nb).ipynb)
+	AML_PROFILE=$${AML_PROFILE:-default} $(PY) -m tools.execute $(NOTEBOOKS) --out $(EXECUTED)
+	$(PY) -m tools.timings $(foreach nb,$(NOTEBOOKS),$(EXECUTED)/$(notdir $(nb)))
+	$(PY) -m tools.readme
+	$(PY) -m tools.answers $(foreach nb,$(CHECKED),$(EXECUTED)/$(nb).ipynb)
 
 # The answer check alone, on notebooks `make figures` has executed.
 check-answers: venv
-	$(PY) -m helpers.answers $(foreach nb,$(CHECKED),$(EXECUTED)/$(nb).ipynb)
+	$(PY) -m tools.answers $(foreach nb,$(CHECKED),$(EXECUTED)/$(nb).ipynb)
 
 # The notebooks `make figures` executed, as a book in build/book/ (open build/book/index.html): Sphinx + MyST-NB with
 # sphinx-book-theme (configuration in book/, contents in book/book.toml), offline, MathJax from a local copy. It

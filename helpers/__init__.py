@@ -4,8 +4,9 @@ Modules, lowest layer first (each imports only modules above it in this list): `
 versions), `storage` (atomic writes, checkpoints), `setup` (profile, settings, seeding, device, paths), `results`
 (metrics file), `plotting`, `downloads`, `data`, `training` (schedule, resumable state), `evaluation`,
 `diffusion`, `diffusion_sampling`, `gpt`, `gpt_training`, `gpt_probing`, `vicreg`, `vicreg_training`,
-`vicreg_models`, `embeddings`, and the tools that build the workbook: `execute`, `timings`, `readme`, `answers`
-(the book is built by the package `tools`: `python -m tools.book`). This package's `start` sits on top of them all.
+`vicreg_models`, `embeddings`, `retrieval`, `gpt_loss`. This package's `start` sits on top of them all. What builds the
+workbook around the notebooks (executing them, timings, the README's tables, the answer check, the book) is the
+separate package `tools`.
 """
 from .environment import require
 

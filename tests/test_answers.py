@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from helpers import answers
+from tools import answers
 
 
 def notebook(*cells):

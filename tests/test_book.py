@@ -13,7 +13,6 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from helpers import setup
 
-sys.path.insert(0, str(setup.repo_root()))  # `tools` is run from the repository root (python -m tools.book)
 from tools import book  # noqa: E402
 
 TOC = {"chapters": [{"name": "01_diffusion", "title": "Diffusion in 2-D", "blurb": "Points."},

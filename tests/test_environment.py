@@ -103,7 +103,25 @@ def test_first_cell_explains_a_python_without_helpers(path):
     result = run_first_cell(path, "import sys; sys.modules['helpers'] = None")
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ModuleNotFoundError: ") and "helpers" in last, result.stderr
-    assert "make lab" in last and "pip install -r requirements.txt" in last
+    assert "make lab" in last and "%pip install -e <path of the repository>" in last
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_cell_in_a_python_without_the_packages_names_them_from_notebooks(path):
+    """Another Jupyter starts its kernel in notebooks/ with its own Python: no site-packages here (`-S`), so neither
+    `helpers` nor any requirement is installed. The first cell still finds this repository's `helpers`, which names
+    every missing package and a line to paste into a cell."""
+    cell = ROOT / "build" / f".first_cell_bare_{path.stem}.py"
+    cell.parent.mkdir(exist_ok=True)
+    cell.write_text(first_code_cell(path))
+    try:
+        result = subprocess.run([sys.executable, "-S", str(cell)], capture_output=True, text=True,
+                                cwd=ROOT / "notebooks", env={"PATH": "/usr/bin:/bin"}, timeout=120)
+    finally:
+        cell.unlink()
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: this Python"), result.stderr
+    assert "torch==2.13.0" in last and "`%pip install" in last and "helpers" not in last.split(":")[1]
 
 
 def test_make_lab_dry_run_starts_jupyterlab_from_the_project_environment():

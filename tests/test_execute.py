@@ -3,7 +3,7 @@ import json
 import nbformat
 import pytest
 
-from helpers import execute, timings
+from tools import execute, timings
 
 
 def _write(path, cells):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import helpers
-from helpers import gpt_training, readme, results, setup, storage, vicreg
+from helpers import gpt_training, results, setup, storage, vicreg
+from tools import readme
 
 
 def test_profile_default_and_unknown(profile, monkeypatch):
@@ -243,18 +244,19 @@ def test_a_full_disk_is_named_as_such(tmp_path, error):
 def test_a_run_that_did_not_finish_is_refused_by_the_readme(profile, monkeypatch, tmp_path):
     profile("default")
     monkeypatch.setattr(setup, "figures_dir", lambda: tmp_path)
-    page = tmp_path / "README.md"
-    page.write_text(f"{readme.START}\n{readme.END}\n")
+    page, results_page = tmp_path / "README.md", tmp_path / "results.md"
+    page.write_text(f"{readme.SUMMARY_START}\n{readme.SUMMARY_END}\n")
+    results_page.write_text(f"{readme.START}\n{readme.END}\n")
     helpers.start("01_diffusion", verbose=False)
     helpers.record_metrics(auc=0.5)                                 # a complete run
     entry = results.load_metrics()["01_diffusion"]
     assert entry["complete"] is True and entry["run_id"] == setup.current_run().run_id
-    readme.update_readme(page, tmp_path / "metrics.json", notebooks=["01_diffusion"])
-    assert "| `auc` | 0.5 |" in page.read_text() and "run_id" not in page.read_text()
+    readme.update_readme(page, tmp_path / "metrics.json", notebooks=["01_diffusion"], results_page=results_page)
+    assert "| `auc` | 0.5 |" in results_page.read_text() and "run_id" not in results_page.read_text()
 
     helpers.start("01_diffusion", verbose=False)                    # a second run, killed before its last cell
     assert results.incomplete_runs(results.load_metrics()) == ["01_diffusion"]
     with pytest.raises(ValueError, match="last run of 01_diffusion started but did not finish"):
-        readme.update_readme(page, tmp_path / "metrics.json", notebooks=["01_diffusion"])
+        readme.update_readme(page, tmp_path / "metrics.json", notebooks=["01_diffusion"], results_page=results_page)
     helpers.record_metrics(auc=0.6)
     assert results.incomplete_runs(results.load_metrics()) == []

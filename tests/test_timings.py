@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from helpers import readme, timings
+from tools import readme, timings
 
 
 def _cell(kind, source, start=None, end=None):

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 
 from helpers import results, setup
-from helpers.execute import check_fresh
+from .execute import check_fresh
 
 ROOT = setup.repo_root()
 CONF = ROOT / "book"              # conf.py, book.toml, templates and styles

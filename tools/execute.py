@@ -1,6 +1,6 @@
 """Executing the notebooks for `make figures`: a progress line per cell, and executed copies that know their source.
 
-``python -m helpers.execute notebooks/*.ipynb --out build/executed`` runs each notebook top to bottom with nbclient
+``python -m tools.execute notebooks/*.ipynb --out build/executed`` runs each notebook top to bottom with nbclient
 (the kernel inherits ``AML_PROFILE``), prints each cell's section and first line as it starts and the notebook's
 wall time at the end, and writes the executed copy atomically into ``--out`` with the digest of the source's code
 and markdown (``metadata.aml.source_sha256``). `check_fresh` compares that digest with the notebook as it is now:
@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from .storage import atomic_write
+from helpers.storage import atomic_write
 
 
 def source_digest(notebook) -> str:

@@ -2,12 +2,12 @@
 
 nbclient (which `make figures` runs through nbconvert) stamps every executed code cell with
 ``metadata.execution["iopub.execute_input"]`` and ``["shell.execute_reply"]``. A section is everything under one
-``## `` heading (as in `helpers.answers`; the cells before the first one are the set-up); its time is the sum of
+``## `` heading (as in `tools.answers`; the cells before the first one are the set-up); its time is the sum of
 its code cells' times. The notebook's wall time is
 from the first cell's start to the last cell's reply (kernel start-up excluded).
 
-Run ``python -m helpers.timings EXECUTED.ipynb ...`` (``make figures`` does): it prints each notebook's wall time and
-writes ``timings.json`` beside the metrics, which `helpers.readme` turns into the README's time tables.
+Run ``python -m tools.timings EXECUTED.ipynb ...`` (``make figures`` does): it prints each notebook's wall time and
+writes ``timings.json`` beside the metrics, which `tools.readme` turns into the README's time tables.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from . import setup
-from .storage import atomic_write
+from helpers import setup
+from helpers.storage import atomic_write
 
 START, REPLY = "iopub.execute_input", "shell.execute_reply"
 
@@ -79,7 +79,7 @@ def record_timings(paths: list[str | Path], out: str | Path | None = None) -> di
 def main(argv: list[str] | None = None) -> None:
     paths = sys.argv[1:] if argv is None else argv
     if not paths:
-        raise SystemExit("usage: python -m helpers.timings EXECUTED.ipynb ...")
+        raise SystemExit("usage: python -m tools.timings EXECUTED.ipynb ...")
     timings = record_timings(paths)
     total = 0.0
     for path in paths:

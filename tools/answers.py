@@ -9,7 +9,7 @@ Not checked, by rule: numbers inside ``code`` or $math$, parts of names (Q7, Res
 single-digit integers (counts such as "3 neighbours" are settings), and — the one documented way to mark a number
 that depends on the machine — a number preceded by the word **about** ("about 34 minutes").
 
-Run: ``python -m helpers.answers EXECUTED.ipynb ...`` (exit status 1 and one line per mismatch).
+Run: ``python -m tools.answers EXECUTED.ipynb ...`` (exit status 1 and one line per mismatch).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .execute import check_fresh
-from .setup import repo_root
+from helpers.setup import repo_root
 
 _NUMBER = re.compile(r"(?<![\w.,⁰¹²³⁴⁵⁶⁷⁸⁹⁻])(?<![A-Za-z][-−])([-−]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(\s?%)?"
                      r"(?![\w⁰¹²³⁴⁵⁶⁷⁸⁹⁻]|-[A-Za-z]|\.\d|,\d{3})")
@@ -108,7 +108,7 @@ def check_notebook(nb: dict, name: str = "notebook") -> list[str]:
 def main(argv=None) -> int:
     paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
     if not paths:
-        print("usage: python -m helpers.answers EXECUTED.ipynb ...", file=sys.stderr)
+        print("usage: python -m tools.answers EXECUTED.ipynb ...", file=sys.stderr)
         return 2
     for path in paths:  # an executed copy of an older version (or another checkout's) is no evidence
         source = repo_root() / "notebooks" / path.name
