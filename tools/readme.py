@@ -59,8 +59,8 @@ def summary_table(metrics: dict, timings: dict | None = None) -> str:
     machines = sorted({f"{e.get('cpu')}, {e.get('threads')} threads" for e in timings.values()})
     if machines:
         total = sum(e["wall_seconds"] for e in timings.values()) / 60
-        lines += ["", f"All {len(timings)} notebooks: **{total:.1f} min** on {'; '.join(machines)} (`make figures`, "
-                      "shipped weights, empty caches)."]
+        lines += ["", f"All {len(timings)} notebooks: **{total:.1f} min** on {'; '.join(machines)} (the last "
+                      "`make figures`)."]
     return "\n".join(lines) + "\n"
 
 
