@@ -376,16 +376,6 @@ def region_border_distance(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor
     return torch.minimum(to_circle, to_axes)
 
 
-def draw_regions(ax, radius: float = 0.5, color: str = "0.3") -> None:
-    """Outline the classes of `square_regions` on a matplotlib axes: the centre disk of `radius` and the two axes
-    that split the rest of [−1, 1]² into quadrants (drawn from the disk to the square's edge)."""
-    from matplotlib.patches import Circle
-    ax.add_patch(Circle((0, 0), radius, fill=False, color=color, lw=0.9))
-    for (x0, y0), (x1, y1) in (((radius, 0), (1, 0)), ((-radius, 0), (-1, 0)), ((0, radius), (0, 1)),
-                               ((0, -radius), (0, -1))):
-        ax.plot([x0, x1], [y0, y1], color=color, lw=0.9)
-
-
 def pixel_extent(centres) -> tuple[float, float, float, float]:
     """The `imshow` extent that puts each pixel of a square grid over its own grid point: an evenly spaced 1-D
     grid of pixel centres (e.g. ``torch.linspace(-1.8, 1.8, 25)``) widened by half a spacing at both ends."""

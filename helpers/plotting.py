@@ -8,6 +8,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.patches import Circle
 
 from . import setup, storage
 
@@ -159,3 +160,12 @@ def image_rows(rows, row_labels=None, col_titles=None, size: float = 1.1, title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def draw_regions(ax, radius: float = 0.5, color: str = "0.3") -> None:
+    """Outline the classes of `diffusion.square_regions` on a matplotlib axes: the centre disk of `radius` and the two axes
+    that split the rest of [−1, 1]² into quadrants (drawn from the disk to the square's edge)."""
+    ax.add_patch(Circle((0, 0), radius, fill=False, color=color, lw=0.9))
+    for (x0, y0), (x1, y1) in (((radius, 0), (1, 0)), ((-radius, 0), (-1, 0)), ((0, radius), (0, 1)),
+                               ((0, -radius), (0, -1))):
+        ax.plot([x0, x1], [y0, y1], color=color, lw=0.9)

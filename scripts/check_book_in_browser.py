@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import json
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -155,7 +156,9 @@ async def check_page(tools: DevTools, page: Path, shots: Path) -> tuple[dict, li
 def problems_of(name: str, found: dict, chapters: list[str]) -> list[str]:
     """What only a browser sees; links to missing files and anchors are `check_site`'s."""
     out = [f"{name}: image did not load: {src}" for src in found["broken"]]
-    local = {href.split("#")[0] for href in found["links"] if ":" not in href and not href.startswith("#")}
+    folder = posixpath.dirname(name)  # a page in docs/ links to ../01_diffusion.html: compare from the book's root
+    local = {posixpath.normpath(posixpath.join(folder, href.split("#")[0])) for href in found["links"]
+             if ":" not in href and not href.startswith("#")}
     out += [f"{name}: no link to {c}.html" for c in chapters if f"{c}.html" not in local and f"{c}.html" != name]
     if found["errors"]:
         out.append(f"{name}: {found['errors']} cell output(s) show an error")

@@ -79,8 +79,10 @@ def test_euler_step_ratio():
 
 def test_draw_regions_adds_the_disk_and_four_lines():
     import matplotlib.pyplot as plt
+
+    from helpers.plotting import draw_regions
     fig, ax = plt.subplots()
-    diffusion.draw_regions(ax, 0.5)
+    draw_regions(ax, 0.5)
     assert len(ax.patches) == 1 and len(ax.lines) == 4
     plt.close(fig)
 

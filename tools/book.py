@@ -42,6 +42,7 @@ MAX_LINES = 30      # a longer text output keeps its first and last lines
 KEEP_LINES = 12
 ERROR_MARK = "Traceback (most recent call last)"
 WIDGET = "application/vnd.jupyter.widget-view+json"
+RELATIVE_LINK = re.compile(r"\]\(\.\./([^)\s]+)\)")
 
 
 def load_toc(path: str | Path = CONF / "book.toml") -> dict:
@@ -80,10 +81,13 @@ def widget_text(state: dict, model_id: str) -> str | None:
 
 
 def readable(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Progress bars (text or widgets) at their last state and long text outputs trimmed (in place; returns `nb`).
-    The widget state is dropped: the book loads no widget JavaScript."""
+    """Progress bars (text or widgets) at their last state, long text outputs trimmed and markdown links out of
+    notebooks/ (``../docs/x.md``) made relative to the book's root (in place; returns `nb`). The widget state is
+    dropped: the book loads no widget JavaScript."""
     state = nb.metadata.pop("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
+        if cell.cell_type == "markdown":  # a link from notebooks/ to the repository (../docs/x.md): the book's pages
+            cell.source = RELATIVE_LINK.sub(r"](\1)", cell.source)  # sit at its root, beside docs/
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if output.get("output_type") == "stream":
@@ -181,10 +185,11 @@ def assemble(executed: str | Path, src: str | Path, metrics: dict, toc: dict | N
 
 def sphinx(src: str | Path, out: str | Path, cache: str | Path, conf: str | Path = CONF) -> list[str]:
     """Run Sphinx's HTML builder (a separate process, so that importing this module needs no Sphinx); return its
-    warnings. Its environment is kept in `cache`, so a second build re-reads only the changed sources."""
+    warnings. Its environment is kept in `cache`, so a second build re-reads only the changed sources; every page is
+    written again (``-a``), since each carries the sidebar of every chapter's questions."""
     warnings = Path(cache) / "warnings.txt"
     warnings.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(conf), "-d", str(Path(cache) / "doctrees"),
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-a", "-q", "-c", str(conf), "-d", str(Path(cache) / "doctrees"),
                "-w", str(warnings), str(src), str(out)]
     done = subprocess.run(command)
     if done.returncode:
