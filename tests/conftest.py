@@ -2,8 +2,10 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import setup
+from helpers.gpt import GPT, GPTConfig
 
 
 @pytest.fixture
@@ -62,3 +64,14 @@ class Payload:
 def planted():
     """planted(marker): an object whose unpickling would create the file `marker` (a code-running payload)."""
     return Payload
+
+
+@pytest.fixture
+def small_gpt():
+    """small_gpt(**overrides): a GPT of 2 layers, 2 heads, width 16, block 16, vocabulary 50, no dropout, in eval
+    mode, initialised from seed 0 (the same weights at every call)."""
+    def make(**kw):
+        torch.manual_seed(0)
+        return GPT(GPTConfig(**{**dict(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=16,
+                                       dropout=0.0), **kw})).eval()
+    return make

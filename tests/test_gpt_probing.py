@@ -7,22 +7,15 @@ from helpers import gpt_training as T
 from helpers.gpt import GPT, GPTConfig, token_logprobs
 
 
-def small(**kw):
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
-    cfg.update(kw)
-    return GPT(GPTConfig(**cfg)).eval()
-
-
-def test_next_token_logprob_matches_the_model_without_knockout():
-    model, ids = small(), torch.tensor([3, 14, 15, 9, 26, 5, 35])
+def test_next_token_logprob_matches_the_model_without_knockout(small_gpt):
+    model, ids = small_gpt(vocab_size=64), torch.tensor([3, 14, 15, 9, 26, 5, 35])
     expected = token_logprobs(model, ids)
     for q in (0, 3, 5):
         assert abs(P.next_token_logprob(model, ids, q) - float(expected[q])) < 1e-5
 
 
-def test_knocking_out_a_key_in_a_one_layer_model_hides_that_token():
-    model = small(n_layer=1)
+def test_knocking_out_a_key_in_a_one_layer_model_hides_that_token(small_gpt):
+    model = small_gpt(vocab_size=64, n_layer=1)
     a, b = torch.tensor([3, 14, 15, 9, 26, 5]), torch.tensor([3, 14, 40, 9, 26, 5])   # differ at position 2
     assert abs(P.next_token_logprob(model, a, 4) - P.next_token_logprob(model, b, 4)) > 1e-4
     assert abs(P.next_token_logprob(model, a, 4, [2]) - P.next_token_logprob(model, b, 4, [2])) < 1e-6
@@ -54,8 +47,8 @@ def test_sample_until_stops_at_a_sentence_end():
     assert not ended and ids.tolist() == [1, 2, 3]
 
 
-def test_sample_logprobs_and_sampled_token_odds():
-    model = small()
+def test_sample_logprobs_and_sampled_token_odds(small_gpt):
+    model = small_gpt(vocab_size=64)
     lp = P.sample_logprobs(model, torch.tensor([3, 4]), 5, 6, torch.Generator().manual_seed(0))
     assert lp.shape == (5, 6) and (lp <= 0).all()
     ids = torch.tensor([3, 4, 7, 9])
@@ -67,8 +60,8 @@ def test_sample_logprobs_and_sampled_token_odds():
     assert P.sampled_token_odds(model, torch.tensor([3, 4, (greedy + 1) % 64]), 2, top_k=1)["p_sampling"] == 0
 
 
-def test_inversion_reports_cosines_and_probabilities():
-    model = small()
+def test_inversion_reports_cosines_and_probabilities(small_gpt):
+    model = small_gpt(vocab_size=64)
     target = torch.tensor([3, 14, 15, 9])
     out = P.invert(model, target, steps=200, progress=False)
     assert out["exact_step"] is not None
@@ -86,8 +79,8 @@ def test_ngram_losses_see_the_bigram_structure():
     assert fit["lam"] >= 0.9 and fit["bigram"] < fit["unigram"]
 
 
-def test_slice_losses_cut_where_split_tokens_cuts():
-    model = small(vocab_size=50, block_size=8)
+def test_slice_losses_cut_where_split_tokens_cuts(small_gpt):
+    model = small_gpt(block_size=8)
     tokens = torch.randint(0, 50, (400,), generator=torch.Generator().manual_seed(0))
     losses = T.slice_losses(model, tokens, 4, 8)
     assert len(losses) == 4
@@ -97,8 +90,8 @@ def test_slice_losses_cut_where_split_tokens_cuts():
     assert abs(val_loss - T.evaluate(model, tokens, None, 4)) < 1e-9 and abs(val_loss - math.log(50)) < 0.5
 
 
-def test_target_probs_reproduce_the_model_and_the_mean_row_cosines():
-    model, ids = small(), torch.tensor([3, 14, 15, 9, 26])
+def test_target_probs_reproduce_the_model_and_the_mean_row_cosines(small_gpt):
+    model, ids = small_gpt(vocab_size=64), torch.tensor([3, 14, 15, 9, 26])
     target = torch.tensor([14, 15, 9, 26, 5])
     p = P.target_probs(model, model.wte.weight[ids].detach(), target)
     expected = token_logprobs(model, torch.cat([ids, target[-1:]])).exp()
@@ -119,8 +112,8 @@ def test_top_overlap_counts_shared_top_positions_and_the_chance_level():
         raise AssertionError("lengths differ: must raise")
 
 
-def test_piece_losses_cut_consecutive_pieces():
-    model, tokens = small(), torch.arange(23) % 64
+def test_piece_losses_cut_consecutive_pieces(small_gpt):
+    model, tokens = small_gpt(vocab_size=64), torch.arange(23) % 64
     losses = P.piece_losses(model, tokens, 4)                                  # 23 // 5 = 4 pieces
     assert losses.shape == (4,)
     assert abs(float(losses[1]) + float(token_logprobs(model, tokens[5:10]).mean())) < 1e-6
