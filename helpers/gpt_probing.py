@@ -126,6 +126,23 @@ def pair_count(tokens: torch.Tensor, first: int, second: int) -> int:
     return int(((tokens[:-1] == first) & (tokens[1:] == second)).sum())
 
 
+def continuations(tokens: torch.Tensor, first: int, second: int, k: int = 4) -> dict:
+    """What follows token `first` in `tokens`, as a fair baseline for one bigram count: `total` (occurrences of
+    `first` followed by a token), `distinct` next tokens, the `k` most frequent as `top` [(token, count)], and for
+    `second` its `count` and `rank` among the next tokens (1 = most frequent, ties share the better rank; None if
+    it never follows `first`)."""
+    tokens = torch.as_tensor(tokens).flatten()
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer (how many continuations to list), got {k!r}")
+    nxt = tokens[1:][tokens[:-1] == first]
+    values, counts = nxt.unique(return_counts=True)
+    count = int(counts[values == second].sum())
+    order = counts.argsort(descending=True, stable=True)
+    return {"total": len(nxt), "distinct": len(values), "count": count,
+            "rank": 1 + int((counts > count).sum()) if count else None,
+            "top": [(int(values[i]), int(counts[i])) for i in order[:k]]}
+
+
 @torch.no_grad()
 def next_token_logprob(model: GPT, ids: torch.Tensor, query: int, knock_out=(), layers=None) -> float:
     """log p(ids[query + 1] | ids[:query + 1]), with the attention of position `query` to the positions in

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from helpers import gpt_probing as P
@@ -117,3 +118,17 @@ def test_piece_losses_cut_consecutive_pieces(small_gpt):
     losses = P.piece_losses(model, tokens, 4)                                  # 23 // 5 = 4 pieces
     assert losses.shape == (4,)
     assert abs(float(losses[1]) + float(token_logprobs(model, tokens[5:10]).mean())) < 1e-6
+
+
+def test_continuations_rank_a_bigram_among_what_follows_its_first_token():
+    tokens = torch.tensor([1, 2, 1, 3, 1, 3, 1, 4, 1, 3, 5, 2, 1])   # after 1: 3 three times, 2 and 4 once each
+    c = P.continuations(tokens, 1, 2, k=2)
+    assert (c["total"], c["distinct"], c["count"], c["rank"]) == (5, 3, 1, 2)   # 2 ties with 4: both rank 2
+    assert c["top"][0] == (3, 3) and len(c["top"]) == 2
+    assert P.continuations(tokens, 1, 3)["rank"] == 1
+    assert sum(P.pair_count(tokens, 1, t) for t in range(6)) == c["total"]
+    missing = P.continuations(tokens, 1, 5)
+    assert missing["count"] == 0 and missing["rank"] is None
+    assert P.continuations(tokens, 7, 1)["total"] == 0                   # a token that never occurs
+    with pytest.raises(ValueError, match="k must be"):
+        P.continuations(tokens, 1, 2, k=0)
