@@ -107,6 +107,7 @@ def optimise_codes(neighbours: torch.Tensor, dim: int = 128, steps: int = 2000, 
     any codes and nothing ties the codes to image content; pairing *different* images that are neighbours makes
     the invariance term pull similar images together — a stochastic Laplacian eigenmap with VICReg's variance and
     covariance terms in place of the eigenvectors' orthogonality constraint. `callback(step, losses)` per step.
+    Bitwise reproducible on a CPU for a seed, whatever the number of threads.
     """
     neighbours = torch.as_tensor(neighbours)
     n, k = neighbours.shape
@@ -118,7 +119,9 @@ def optimise_codes(neighbours: torch.Tensor, dim: int = 128, steps: int = 2000, 
     for step in range(steps):
         i = torch.randint(n, (batch_size,), generator=g)
         j = neighbours[i, torch.randint(k, (batch_size,), generator=g)]
-        out = vicreg_loss(codes[i], codes[j], lam, mu, nu)
+        # index_select, not codes[i]: the latter's backward (index_put_ with accumulate) adds repeated rows' gradients
+        # in a thread-dependent order on a CPU, so the codes were not reproducible; index_add_ adds them in order
+        out = vicreg_loss(codes.index_select(0, i), codes.index_select(0, j), lam, mu, nu)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()

@@ -169,3 +169,50 @@ def draw_regions(ax, radius: float = 0.5, color: str = "0.3") -> None:
     for (x0, y0), (x1, y1) in (((radius, 0), (1, 0)), ((-radius, 0), (-1, 0)), ((0, radius), (0, 1)),
                                ((0, -radius), (0, -1))):
         ax.plot([x0, x1], [y0, y1], color=color, lw=0.9)
+
+
+OBJECTIVE_TERMS = ("invariance", "variance", "covariance")
+
+
+def plot_objectives(histories: dict, title: str, yscale: str = "log", linthresh: float = 1e-4) -> plt.Figure:
+    """VICReg's three (unweighted) loss terms, one panel each: per training batch (lines, x in epochs) and on the
+    test set after every epoch (dots), one colour per entry of `histories` ({label: training history with
+    "batch", "epoch" and "test"}). `yscale="symlog"` (linear below `linthresh`) shows terms that reach exactly 0.
+    A panel whose range spans under two decades is labelled at 1, 2 and 5 of each decade."""
+    if yscale not in ("log", "symlog", "linear"):
+        raise ValueError(f"yscale must be 'log', 'symlog' or 'linear', got {yscale!r}")
+    if not histories:
+        raise ValueError("histories is empty: give at least one {label: training history}")
+    for label, hist in histories.items():
+        missing = [k for k in ("batch", "epoch", "test") if k not in hist]
+        missing += [f"batch[{t!r}]" for t in OBJECTIVE_TERMS + ("loss",) if t not in hist.get("batch", {})]
+        if missing or not hist["epoch"]:
+            raise ValueError(f"history {label!r} lacks {', '.join(missing) or 'epochs'}: expected the history of "
+                             "helpers.vicreg_training (batch terms, epochs, test terms)")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    for (label, hist), colour in zip(histories.items(), sns.color_palette()):
+        steps = len(hist["batch"]["loss"]) // len(hist["epoch"])
+        for ax, term in zip(axes, OBJECTIVE_TERMS):
+            values = np.asarray(hist["batch"][term])
+            ax.plot(np.arange(1, len(values) + 1) / steps, values, color=colour, lw=0.4, alpha=0.35,
+                    label=f"{label}, train batches")
+            if hist["test"]:
+                ax.plot(hist["epoch"], [t[term] for t in hist["test"]], "o", mfc="white", mec=colour, mew=1.5, ms=5,
+                        label=f"{label}, test set")
+    for ax, term in zip(axes, OBJECTIVE_TERMS):
+        ax.set(title=term, xlabel="epoch")
+        ax.set_yscale(yscale, **({"linthresh": linthresh} if yscale == "symlog" else {}))
+        if yscale == "log":       # labels at 1, 2 and 5 of each decade: every panel has some, short ones
+            ax.yaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1, 2, 5)))
+            ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
+        elif yscale == "symlog":
+            low, high = ax.get_ylim()
+            if high < 100 * max(low, linthresh):     # under two decades: a single decade label otherwise
+                ax.yaxis.set_major_locator(mpl.ticker.SymmetricalLogLocator(linthresh=linthresh, base=10,
+                                                                            subs=(1, 2, 5)))
+                ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())      # no minor tick labels between the panels
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize="small",
+               bbox_to_anchor=(0.5, -0.12), frameon=False)           # below the panels, off the data
+    fig.suptitle(title, y=1.03)
+    return fig

@@ -100,3 +100,18 @@ def test_optimised_codes_learn_groups_from_neighbours_but_not_from_themselves():
     assert E.split_probe(lost, group, 0.25, epochs=50)["test_acc"] < 0.8
     with pytest.raises(ValueError, match="batch_size"):
         EM.optimise_codes(neighbours, batch_size=1)
+
+
+def test_optimise_codes_is_bitwise_reproducible_whatever_the_threads():
+    g = torch.Generator().manual_seed(1)
+    neighbours = torch.randint(2000, (2000, 5), generator=g)      # repeated rows; 512 × 128 gradient entries:
+    # over ATen's grain size, so several threads share the accumulation
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = EM.optimise_codes(neighbours, dim=128, steps=30, batch_size=512, seed=0)
+        torch.set_num_threads(4)
+        threaded = [EM.optimise_codes(neighbours, dim=128, steps=30, batch_size=512, seed=0) for _ in range(2)]
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(serial, codes) for codes in threaded)
