@@ -103,7 +103,8 @@ def test_neighbour_pairs_replace_the_generated_views(tiny_images):
         VT.train_vicreg(images, cfg, neighbours=itself + 32, progress=False)
 
 
-def test_cached_features_are_keyed_by_the_weights(tiny_images, data_dir):
+def test_cached_features_are_keyed_by_the_weights(tiny_images, data_dir, monkeypatch):
+    monkeypatch.setattr(setup, "bf16_fast", lambda device: False)  # fp32 features on every CPU (AMX ones included)
     images = tiny_images(20)
     cfg = M.model_config("vicreg", tiny_settings(epochs=1))
     model, _ = VT.train_vicreg(images, cfg, progress=False)
@@ -123,8 +124,9 @@ def test_bf16_features_are_cached_apart_from_fp32_ones(tiny_images, data_dir, mo
     images = tiny_images(8)
     torch.manual_seed(0)
     encoder = Encoder(EncoderConfig(width=4, stem_stride=2, repr_dim=8))
+    monkeypatch.setattr(setup, "bf16_fast", lambda device: False)  # as on an AVX2-only CPU
     fp32 = M.cached_features(encoder, images, "t")
-    monkeypatch.setattr(setup, "bf16_fast", lambda device: True)
+    monkeypatch.setattr(setup, "bf16_fast", lambda device: True)   # as on an AVX-512 BF16 / AMX CPU
     bf16 = M.cached_features(encoder, images, "t")
     assert sorted(p.name.endswith("_bf16.pt") for p in (data_dir / "cache").glob("features_t_*.pt")) == [False, True]
     assert not torch.equal(bf16, fp32) and torch.allclose(bf16, fp32, atol=0.05 * fp32.abs().max())
