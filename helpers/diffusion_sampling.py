@@ -29,6 +29,20 @@ def prior_noise(n: int, std: float = 1.0, generator=None) -> torch.Tensor:
     return std * torch.randn(n, 2, generator=generator)
 
 
+def step_coefficient(t: torch.Tensor, t_next: torch.Tensor, step: str = "ddim") -> torch.Tensor:
+    """The factor of D(z, t) in one deterministic step from t to t_next (negative: noise is removed).
+
+    ``'euler'``: σ̇(t)·(t_next − t), the course's Euler step in t, with σ̇ at the step's start; ``'ddim'``:
+    σ(t_next) − σ(t), the exact change of σ along the step. With σ = e^{5(t−1)} their ratio on a step of length
+    Δt is 5Δt / (1 − e^{−5Δt}) > 1: an Euler step removes more noise than σ drops.
+    """
+    if step == "euler":
+        return sigma_dot(t) * (t_next - t)
+    if step == "ddim":
+        return sigma(t_next) - sigma(t)
+    raise ValueError(f"unknown step {step!r}; use 'ddim' or 'euler'")
+
+
 def sample(model: nn.Module, z: torch.Tensor, ts: torch.Tensor, cls=None, step: str = "ddim",
            eta: float = 0.0, denoise_last: bool = False, generator=None,
            callback: Callable[[dict], None] | None = None, requires_grad: bool = False) -> torch.Tensor:
@@ -56,14 +70,12 @@ def sample(model: nn.Module, z: torch.Tensor, ts: torch.Tensor, cls=None, step: 
             s, s_next = sigma(t), sigma(t_next)
             if callback is not None:
                 callback({"i": i, "t": t, "sigma": s, "z": z, "x0_hat": z - s * eps})
-            if step == "euler":
-                z = z + sigma_dot(t) * (t_next - t) * eps
-            elif eta > 0:
+            if eta > 0:
                 s_up = torch.minimum(s_next, eta * torch.sqrt(s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2))
                 s_down = torch.sqrt(s_next ** 2 - s_up ** 2)
                 z = z + (s_down - s) * eps + s_up * torch.randn(z.shape, generator=generator)
             else:
-                z = z + (s_next - s) * eps
+                z = z + step_coefficient(t, t_next, step) * eps
         if denoise_last:
             z = z - sigma(ts[-1]) * model(z, ts[-1].expand(n), cls)
     if callback is not None:
@@ -245,7 +257,7 @@ def euler_step_ratio(steps: int) -> float:
     more predicted noise than the σ it descends: 5Δt/(1 − e^{−5Δt}), 1.58 at T = 5."""
     dt = 1.0 / check_steps(steps)
     t = torch.tensor(1.0, dtype=torch.float64)
-    return float(sigma_dot(t) * dt / (sigma(t) - sigma(t - dt)))
+    return float(step_coefficient(t, t - dt, "euler") / step_coefficient(t, t - dt, "ddim"))
 
 
 def mean_quality(model: nn.Module, sampler: str | dict, steps: int, n: int = 1000, seeds=range(5)) -> dict[str, float]:

@@ -77,6 +77,18 @@ def test_euler_step_ratio():
     assert 1 < sampling.euler_step_ratio(1000) < 1.003
 
 
+def test_step_coefficients_telescope_and_euler_removes_more():
+    ts = diffusion.time_grid(20, "uniform").double()
+    ddim = torch.stack([sampling.step_coefficient(a, b, "ddim") for a, b in zip(ts[:-1], ts[1:])])
+    euler = torch.stack([sampling.step_coefficient(a, b, "euler") for a, b in zip(ts[:-1], ts[1:])])
+    # DDIM steps descend exactly σ(t_end) − σ(t_start) in all; Euler's exceed each step's drop by one ratio
+    assert float(ddim.sum()) == pytest.approx(float(diffusion.sigma(ts[-1]) - diffusion.sigma(ts[0])), rel=1e-9)
+    assert torch.allclose(euler / ddim, torch.full_like(ddim, sampling.euler_step_ratio(20)), rtol=1e-5)  # a float32 grid
+    assert (ddim < 0).all() and (euler < ddim).all()
+    with pytest.raises(ValueError, match="unknown step"):
+        sampling.step_coefficient(ts[0], ts[1], "heun")
+
+
 def test_draw_regions_adds_the_disk_and_four_lines():
     import matplotlib.pyplot as plt
 
