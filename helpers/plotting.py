@@ -47,7 +47,7 @@ def save_fig(name: str, fig: plt.Figure | None = None, notebook: str | None = No
 
 def scatter2d(ax, points, c=None, title: str | None = None, lim: float | None = 1.6, s: float = 3,
               square: bool = True, **kwargs):
-    """Scatter (N, 2) points on `ax` with equal axes and, optionally, the [-1, 1]^2 square drawn."""
+    """Scatter (N, 2) points on `ax` with equal, labelled (x_1, x_2) axes and, optionally, the [-1, 1]^2 square drawn."""
     points = np.asarray(points)
     sc = ax.scatter(points[:, 0], points[:, 1], c=c, s=s, **kwargs)
     if square:
@@ -56,6 +56,7 @@ def scatter2d(ax, points, c=None, title: str | None = None, lim: float | None = 
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
+    ax.set(xlabel=r"$x_1$", ylabel=r"$x_2$")
     if title:
         ax.set_title(title)
     return sc
