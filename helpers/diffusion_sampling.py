@@ -236,18 +236,24 @@ def edge_fill(samples: torch.Tensor, width: float = 0.1) -> dict[str, float]:
     return out
 
 
-def class_energy_distances(samples, cls, data, labels, seed: int = 0) -> list[tuple[float, float]]:
-    """Per class k: (energy distance between class k's samples and half of class k's data, energy distance between
-    the two halves of class k's data). The second is what two draws of the same distribution give at these sizes,
-    the chance level the first is compared with. Each set is cut to the size of the smallest of the three."""
+def class_energy_distances(samples, cls, data, labels, seed: int = 0, splits: int = 20) -> list[tuple[float, float]]:
+    """Per class k, each a mean over `splits` random halvings of class k's data: (energy distance between class k's
+    samples and one half, energy distance between the two halves). The second is what two draws of the same
+    distribution give at these sizes, the chance level the first is compared with; averaging over splits keeps one
+    lucky halving from setting it. Each set is cut to the size of the smallest of the three."""
     samples, data = check_points(samples, "samples"), check_points(data, "data")
+    if splits < 1:
+        raise ValueError(f"splits must be at least 1, got {splits}")
     g = torch.Generator().manual_seed(seed)
     out = []
     for k in range(int(labels.max()) + 1):
         own, mine = data[labels == k], samples[cls == k]
-        own = own[torch.randperm(len(own), generator=g)]
         n = min(len(own) // 2, len(mine))
-        out.append((energy_distance(mine[:n], own[:n]), energy_distance(own[n:2 * n], own[:n])))
+        pairs = []
+        for _ in range(splits):
+            own = own[torch.randperm(len(own), generator=g)]
+            pairs.append((energy_distance(mine[:n], own[:n]), energy_distance(own[n:2 * n], own[:n])))
+        out.append(tuple(float(v) for v in torch.tensor(pairs, dtype=torch.float64).mean(0)))
     return out
 
 

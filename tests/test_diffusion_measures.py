@@ -2,6 +2,8 @@
 mean output, the class-matched prior in the ELBO, edge filling and the Euler step's excess."""
 import math
 
+import numpy as np
+
 import matplotlib
 import pytest
 import torch
@@ -115,3 +117,17 @@ def test_class_energy_distances_separate_a_shifted_class():
     samples[cls == 1] += torch.tensor([0.5, 0.0])            # class 1 drawn in the wrong place
     (ed0, floor0), (ed1, floor1) = sampling.class_energy_distances(samples, cls, data, labels)
     assert ed0 < 4 * floor0 and ed1 > 10 * floor1, (ed0, floor0, ed1, floor1)
+
+
+def test_class_energy_distances_average_over_splits():
+    g = torch.Generator().manual_seed(1)
+    data = torch.rand(600, 2, generator=g) * 2 - 1
+    labels = torch.zeros(600, dtype=torch.long)
+    samples = torch.rand(300, 2, generator=g) * 2 - 1                # the same distribution as the data
+    one = [sampling.class_energy_distances(samples, labels[:300], data, labels, seed=s, splits=1)[0][1] for s in range(8)]
+    many = [sampling.class_energy_distances(samples, labels[:300], data, labels, seed=s, splits=20)[0][1] for s in range(8)]
+    assert np.std(many) < 0.5 * np.std(one), (np.std(many), np.std(one))   # the chance level no longer hangs on one split
+    (ed, chance), = sampling.class_energy_distances(samples, labels[:300], data, labels)
+    assert 0.3 < ed / chance < 3, (ed, chance)                     # same distribution: at the chance level
+    with pytest.raises(ValueError, match="splits"):
+        sampling.class_energy_distances(samples, labels[:300], data, labels, splits=0)
