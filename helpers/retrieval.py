@@ -3,6 +3,7 @@ levels, how concentrated the far lists are, and the ink of digit images."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 import torch
 
 
@@ -41,14 +42,35 @@ def concentration(lists, top: int = 10) -> dict:
             "top_share": float(counts[:top].sum() / lists.size)}
 
 
-def ink_fraction(images, threshold: int = 128) -> np.ndarray:
-    """The share of each image's pixels brighter than `threshold` (mean over the colour channels; uint8 images
-    (N, H, W, 3) or (N, H, W)): how much of a white-on-black digit is stroke. (N,)."""
+def _grey(images) -> np.ndarray:
+    """uint8 images (N, H, W, 3) or (N, H, W) as float grey levels (N, H, W), the mean over the colour channels."""
     x = np.asarray(images)
     if x.dtype != np.uint8 or x.ndim not in (3, 4):
         raise ValueError(f"images must be uint8 (N, H, W[, 3]), got {x.dtype} {x.shape}")
-    grey = x.mean(axis=-1) if x.ndim == 4 else x.astype(float)
-    return (grey > threshold).reshape(len(x), -1).mean(axis=1)
+    return x.mean(axis=-1) if x.ndim == 4 else x.astype(float)
+
+
+def ink_fraction(images, threshold: int = 128) -> np.ndarray:
+    """The share of each image's pixels brighter than `threshold` (mean over the colour channels; uint8 images
+    (N, H, W, 3) or (N, H, W)): how much of a white-on-black digit is stroke. (N,)."""
+    grey = _grey(images)
+    return (grey > threshold).reshape(len(grey), -1).mean(axis=1)
+
+
+def digit_shape(images, threshold: int = 128) -> dict[str, np.ndarray]:
+    """Two shape measures of white-on-black digits (pixels brighter than `threshold` are ink), each (N,):
+    ``loops``, the number of background regions the ink encloses (4-connected regions not touching the border:
+    an 8 has two, a 1 none); ``thickness``, the ink's area over its boundary pixels (ink with a 4-neighbour
+    outside the ink), which grows with the stroke's width (a k×k block: k²/(4k − 4))."""
+    ink = _grey(images) > threshold
+    loops, thickness = np.zeros(len(ink), dtype=int), np.zeros(len(ink))
+    for i, im in enumerate(ink):
+        regions, n = ndimage.label(~im)                                          # background, 4-connected
+        touching = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+        loops[i] = n - np.count_nonzero(touching)                                 # label 0 is ink, not a region
+        boundary = im & ~ndimage.binary_erosion(im)
+        thickness[i] = im.sum() / max(1, boundary.sum())
+    return {"loops": loops, "thickness": thickness}
 
 
 def image_statistics(images) -> dict:

@@ -62,3 +62,21 @@ def test_image_statistics_and_gaps_beside_chance():
         R.statistic_gaps(images, np.array([0]), np.array([[0], [1]]))
     with pytest.raises(ValueError, match="uint8"):
         R.image_statistics(images[..., 0])
+
+
+def test_digit_shape_counts_enclosed_loops_and_measures_stroke_width():
+    x = np.zeros((4, 20, 20), dtype=np.uint8)
+    x[0, 4:16, 4:16] = 255
+    x[0, 7:13, 7:13] = 0                                   # a ring: one enclosed hole
+    x[1, 2:18, 9:11] = 255                                 # a thin bar: no hole
+    x[2, 2:8, 2:8] = 255; x[2, 3:5, 3:5] = 0               # two rings: two holes
+    x[2, 10:16, 10:16] = 255; x[2, 12:14, 12:14] = 0
+    x[3, 5:11, 5:11] = 255                                 # a filled 6x6 block
+    shape = R.digit_shape(x)
+    assert shape["loops"].tolist() == [1, 0, 2, 0]
+    assert np.isclose(shape["thickness"][3], 36 / 20)     # k²/(4k − 4) for k = 6
+    assert shape["thickness"][3] > shape["thickness"][1]  # the block is thicker than the 2-pixel bar
+    rgb = np.repeat(x[..., None], 3, axis=-1)
+    assert R.digit_shape(rgb)["loops"].tolist() == [1, 0, 2, 0]
+    with pytest.raises(ValueError, match="uint8"):
+        R.digit_shape(x.astype(float))
