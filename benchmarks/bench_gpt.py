@@ -5,7 +5,8 @@ today:    the step as it was at commit 7cb0949: the full (B·T, 50,257) logits, 
 all:      `gpt_training.train_step` and `make_optimizer` as the notebook runs them now (chunked + fused);
 chunked:  the head's loss by `gpt_loss.linear_cross_entropy` (token chunks, both gradients formed in the forward);
 fused:    AdamW's fused kernel;  foreach: AdamW's multi-tensor kernel;
-compiled: the four blocks under `torch.compile` (compile time from an empty cache; dropout from inductor's RNG).
+compiled: the four blocks under `torch.compile` (compile time from an empty cache; dropout from inductor's RNG);
+all+bf16: `all` under bf16 autocast, as the notebook trains where the CPU runs bf16 natively (only on such a CPU).
 Every variant trains the `default` profile's model from the same seed, on the same batches with the same dropout
 masks (each keeps its own RNG state), one step of each in turn, so a busy machine slows them alike. Also printed:
 the fp32 matmul rate on a 2048³ product and on the head's own shapes, the head alone for several chunk sizes, each
@@ -14,6 +15,7 @@ notebook's 600 steps, and today's and the new step's validation loss and paramet
 
 Run: flock /tmp/bench.lock .venv/bin/python benchmarks/bench_gpt.py [steps]   (default 30; ~2 min on 2 cores)
 """
+import dataclasses
 import os
 import statistics
 import sys
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from helpers import data, gpt_loss
 from helpers import gpt_training as T
 from helpers.gpt import GPT, preset
-from helpers.setup import cpu_name, settings
+from helpers.setup import bf16_fast, cpu_name, settings
 
 
 def best_ms(fn, reps=5):
@@ -39,9 +41,10 @@ def best_ms(fn, reps=5):
     return 1e3 * min(times)
 
 
-def square_rate():
-    """GFLOP/s of a 2048³ fp32 matmul, the fastest of ten."""
-    a, b, out = torch.randn(2048, 2048), torch.randn(2048, 2048), torch.empty(2048, 2048)
+def square_rate(dtype=torch.float32):
+    """GFLOP/s of a 2048³ matmul in `dtype`, the fastest of ten."""
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    out = torch.empty(2048, 2048, dtype=dtype)
     return 2 * 2048 ** 3 / best_ms(lambda: torch.mm(a, b, out=out), 10) / 1e6
 
 
@@ -49,7 +52,11 @@ def matmul_rates(n_tokens, C, V, chunk):
     """GFLOP/s of a 2048³ fp32 matmul and of the head's three products, whole and per chunk of tokens (into reused
     outputs), and of today's logits product, which writes a fresh (B·T, V) tensor at every step."""
     big = square_rate()
-    print(f"fp32 matmul 2048³: {big:.0f} GFLOP/s")
+    print(f"fp32 matmul 2048³: {big:.0f} GFLOP/s", end="")
+    if bf16_fast(torch.device("cpu")):
+        bf = square_rate(torch.bfloat16)
+        print(f"; bf16 (native here) {bf:.0f} GFLOP/s, {bf / big:.1f}x fp32", end="")
+    print()
     w, gw = torch.randn(V, C), torch.zeros(V, C)
     for n in (n_tokens, chunk):
         h, z, gh = torch.randn(n, C), torch.randn(n, V), torch.empty(n, C)
@@ -110,7 +117,7 @@ class Variant:
             group["lr"] = lr
         start = time.perf_counter()
         if self.shipped:
-            T.train_step(self.model, self.opt, x, y, self.cfg)
+            T.train_step(self.model, self.opt, x, y, self.cfg, bool(self.cfg.bf16))
         else:
             self.opt.zero_grad(set_to_none=True)
             loss = self.model(x, y)[1] if self.chunked else full_logits_loss(self.model, x, y)
@@ -148,6 +155,8 @@ def main():
     variants = [Variant("today", cfg), Variant("all", cfg, shipped=True), Variant("chunked", cfg, chunked=True),
                 Variant("fused", cfg, optimizer="fused"), Variant("foreach", cfg, optimizer="foreach"),
                 Variant("compiled", cfg, compiled=True)]
+    if bf16_fast(torch.device("cpu")):                      # what the notebook runs on a CPU with AVX-512 BF16 / AMX
+        variants.insert(2, Variant("all+bf16", dataclasses.replace(cfg, bf16=True), shipped=True))
     g = torch.Generator().manual_seed(0)
     for step in range(steps):
         x, y = T.get_batch(train_tokens, s.batch_size, config.block_size, g)

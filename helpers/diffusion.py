@@ -209,12 +209,19 @@ def denoising_loss(model: nn.Module, x0: torch.Tensor, cls=None, generator=None)
 
 
 @torch.no_grad()
-def heldout_loss(model: nn.Module, x0: torch.Tensor, cls=None, repeats: int = 20, seed: int = 1234) -> float:
-    """The denoising loss on held-out points, averaged over `repeats` fresh (t, ε) draws per point."""
+def denoising_losses(model: nn.Module, x0: torch.Tensor, cls=None, repeats: int = 20, seed: int = 1234) -> np.ndarray:
+    """The denoising loss on the points for each of `repeats` fresh (t, ε) draws per point, (repeats,). Two models
+    (or two calls) with the same `seed` and the same number of points see the same draws, so their per-draw
+    differences give a paired comparison and its standard error."""
     g = torch.Generator().manual_seed(seed)
     x0 = check_points(x0, "held-out points")
     repeats = check_count(repeats, "repeats")
-    return float(np.mean([denoising_loss(model, x0, cls, g).item() for _ in range(repeats)]))
+    return np.array([denoising_loss(model, x0, cls, g).item() for _ in range(repeats)])
+
+
+def heldout_loss(model: nn.Module, x0: torch.Tensor, cls=None, repeats: int = 20, seed: int = 1234) -> float:
+    """The denoising loss on held-out points, averaged over `repeats` fresh (t, ε) draws per point."""
+    return float(denoising_losses(model, x0, cls, repeats, seed).mean())
 
 
 def train(model: nn.Module, x0: torch.Tensor, epochs: int, cls=None, lr: float = 1e-3,

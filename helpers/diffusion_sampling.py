@@ -236,11 +236,14 @@ def edge_fill(samples: torch.Tensor, width: float = 0.1) -> dict[str, float]:
     return out
 
 
-def class_energy_distances(samples, cls, data, labels, seed: int = 0, splits: int = 20) -> list[tuple[float, float]]:
-    """Per class k, each a mean over `splits` random halvings of class k's data: (energy distance between class k's
-    samples and one half, energy distance between the two halves). The second is what two draws of the same
-    distribution give at these sizes, the chance level the first is compared with; averaging over splits keeps one
-    lucky halving from setting it. Each set is cut to the size of the smallest of the three."""
+def class_energy_distances(samples, cls, data, labels, seed: int = 0,
+                           splits: int = 20) -> list[tuple[float, float, float]]:
+    """Per class k, over `splits` random halvings of class k's data: (mean energy distance between class k's samples
+    and one half, mean energy distance between the two halves, its standard deviation over the halvings). The second
+    is what two draws of the same distribution give at these sizes, the chance level the first is compared with, and
+    the third its spread; averaging over splits keeps one lucky halving from setting it. Each set is cut to the size
+    of the smallest of the three. Pass held-out `data`: samples that copy the training points then score no better
+    than chance."""
     samples, data = check_points(samples, "samples"), check_points(data, "data")
     if splits < 1:
         raise ValueError(f"splits must be at least 1, got {splits}")
@@ -253,7 +256,9 @@ def class_energy_distances(samples, cls, data, labels, seed: int = 0, splits: in
         for _ in range(splits):
             own = own[torch.randperm(len(own), generator=g)]
             pairs.append((energy_distance(mine[:n], own[:n]), energy_distance(own[n:2 * n], own[:n])))
-        out.append(tuple(float(v) for v in torch.tensor(pairs, dtype=torch.float64).mean(0)))
+        pairs = torch.tensor(pairs, dtype=torch.float64)
+        sd = float(pairs[:, 1].std()) if splits > 1 else float("nan")
+        out.append((float(pairs[:, 0].mean()), float(pairs[:, 1].mean()), sd))
     return out
 
 

@@ -200,8 +200,9 @@ def plot_objectives(histories: dict, title: str, yscale: str = "log", linthresh:
             if hist["test"]:
                 ax.plot(hist["epoch"], [t[term] for t in hist["test"]], "o", mfc="white", mec=colour, mew=1.5, ms=5,
                         label=f"{label}, test set")
+    batches = len(next(iter(histories.values()))["batch"]["loss"]) // len(next(iter(histories.values()))["epoch"])
     for ax, term in zip(axes, OBJECTIVE_TERMS):
-        ax.set(title=term, xlabel="epoch")
+        ax.set(title=term, xlabel=f"training batches, in epochs of {batches}", ylabel=f"{term} term (unweighted)")
         ax.set_yscale(yscale, **({"linthresh": linthresh} if yscale == "symlog" else {}))
         if yscale == "log":       # labels at 1, 2 and 5 of each decade: every panel has some, short ones
             ax.yaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1, 2, 5)))
@@ -213,6 +214,7 @@ def plot_objectives(histories: dict, title: str, yscale: str = "log", linthresh:
                                                                             subs=(1, 2, 5)))
                 ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())      # no minor tick labels between the panels
+    fig.subplots_adjust(wspace=0.32)                                  # room for each panel's y label
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize="small",
                bbox_to_anchor=(0.5, -0.12), frameon=False)           # below the panels, off the data
     fig.suptitle(title, y=1.03)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -259,3 +260,18 @@ def test_mean_noise_distance_matches_monte_carlo():
     assert diffusion.mean_noise_distance(1.0) == pytest.approx(math.sqrt(math.pi / 2))
     eps = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(0))
     assert diffusion.mean_noise_distance(0.5, dim=3) == pytest.approx(0.5 * eps.norm(dim=1).mean().item(), rel=0.01)
+
+
+def test_denoising_losses_pair_two_models_on_the_same_draws():
+    """Per-draw losses average to `heldout_loss`; two models on the same seed see the same (t, ε), so the paired
+    differences of two nearly equal denoisers vary far less than either loss does."""
+    x = torch.rand(500, 2, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    optimal = exact.UniformDenoiser()
+    draws = diffusion.denoising_losses(optimal, x, repeats=12)
+    assert draws.shape == (12,) and np.isclose(draws.mean(), diffusion.heldout_loss(optimal, x, repeats=12))
+    nudged = lambda z, t, cls=None: optimal(z, t) * 0.9
+    paired = diffusion.denoising_losses(nudged, x, repeats=12) - draws
+    assert paired.std() < 0.2 * draws.std(), (paired.std(), draws.std())
+    assert paired.mean() > 3 * paired.std() / 12 ** 0.5, paired   # shrinking the optimal prediction costs
+    other_seed = diffusion.denoising_losses(optimal, x, repeats=12, seed=99)
+    assert not np.allclose(other_seed, draws)

@@ -115,7 +115,7 @@ def test_class_energy_distances_separate_a_shifted_class():
     samples = torch.rand(2000, 2, generator=g) * 2 - 1
     cls = (samples[:, 0] > 0).long()
     samples[cls == 1] += torch.tensor([0.5, 0.0])            # class 1 drawn in the wrong place
-    (ed0, floor0), (ed1, floor1) = sampling.class_energy_distances(samples, cls, data, labels)
+    (ed0, floor0, _), (ed1, floor1, _) = sampling.class_energy_distances(samples, cls, data, labels)
     assert ed0 < 4 * floor0 and ed1 > 10 * floor1, (ed0, floor0, ed1, floor1)
 
 
@@ -127,7 +127,22 @@ def test_class_energy_distances_average_over_splits():
     one = [sampling.class_energy_distances(samples, labels[:300], data, labels, seed=s, splits=1)[0][1] for s in range(8)]
     many = [sampling.class_energy_distances(samples, labels[:300], data, labels, seed=s, splits=20)[0][1] for s in range(8)]
     assert np.std(many) < 0.5 * np.std(one), (np.std(many), np.std(one))   # the chance level no longer hangs on one split
-    (ed, chance), = sampling.class_energy_distances(samples, labels[:300], data, labels)
+    (ed, chance, sd), = sampling.class_energy_distances(samples, labels[:300], data, labels)
     assert 0.3 < ed / chance < 3, (ed, chance)                     # same distribution: at the chance level
+    # the printed spread is that of one halving's chance level (8 single halvings above)
+    assert 0.4 < sd / np.std(one, ddof=1) < 2.5, (sd, np.std(one, ddof=1))
     with pytest.raises(ValueError, match="splits"):
         sampling.class_energy_distances(samples, labels[:300], data, labels, splits=0)
+
+
+def test_samples_copying_the_training_points_are_at_chance_against_held_out_points():
+    """Against the training points, copies of them score far below the two-halves level; against held-out points of
+    the same distribution they score at it: the reason notebook 01 compares with held-out points."""
+    g = torch.Generator().manual_seed(2)
+    train, heldout = torch.rand(800, 2, generator=g) * 2 - 1, torch.rand(800, 2, generator=g) * 2 - 1
+    zeros = torch.zeros(800, dtype=torch.long)
+    copies = train[:400]
+    (vs_train, chance_train, _), = sampling.class_energy_distances(copies, zeros[:400], train, zeros)
+    (vs_heldout, chance_heldout, sd), = sampling.class_energy_distances(copies, zeros[:400], heldout, zeros)
+    assert vs_train < 0.6 * chance_train, (vs_train, chance_train)
+    assert abs(vs_heldout - chance_heldout) < 3 * sd, (vs_heldout, chance_heldout, sd)

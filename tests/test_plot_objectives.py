@@ -22,6 +22,8 @@ def test_plot_objectives_draws_each_series_in_three_log_panels_and_saves(monkeyp
     histories = {"a": _history(1.0), "b": _history(0.2)}
     fig = plot_objectives(histories, "objectives")
     assert [ax.get_title() for ax in fig.axes] == list(plotting.OBJECTIVE_TERMS)
+    assert fig.axes[0].get_xlabel() == "training batches, in epochs of 5"          # 5 batches per epoch here
+    assert [ax.get_ylabel() for ax in fig.axes] == [f"{t} term (unweighted)" for t in plotting.OBJECTIVE_TERMS]
     for ax, term in zip(fig.axes, plotting.OBJECTIVE_TERMS):
         assert ax.get_yscale() == "log"
         lines = ax.get_lines()
