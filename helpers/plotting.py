@@ -200,7 +200,8 @@ def plot_objectives(histories: dict, title: str, yscale: str = "log", linthresh:
             if hist["test"]:
                 ax.plot(hist["epoch"], [t[term] for t in hist["test"]], "o", mfc="white", mec=colour, mew=1.5, ms=5,
                         label=f"{label}, test set")
-    batches = len(next(iter(histories.values()))["batch"]["loss"]) // len(next(iter(histories.values()))["epoch"])
+    first = next(iter(histories.values()))
+    batches = len(first["batch"]["loss"]) // len(first["epoch"])                 # per epoch, for the x label
     for ax, term in zip(axes, OBJECTIVE_TERMS):
         ax.set(title=term, xlabel=f"training batches, in epochs of {batches}", ylabel=f"{term} term (unweighted)")
         ax.set_yscale(yscale, **({"linthresh": linthresh} if yscale == "symlog" else {}))
